@@ -136,6 +136,7 @@ class Frame:
         pts_ns: Presentation time in the container, nanoseconds from stream start.
         capture_ns: ``time.monotonic_ns()`` when the frame was read.
         image: ``(H, W, 3) uint8`` BGR pixels.
+        wall_ns: ``time.time_ns()`` when the frame was read (wall clock, for records).
     """
 
     source_id: str
@@ -143,6 +144,7 @@ class Frame:
     pts_ns: int
     capture_ns: int
     image: ImageBGR
+    wall_ns: int = 0
 
     @property
     def pts_s(self) -> float:
