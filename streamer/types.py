@@ -23,7 +23,7 @@ ImageBGR = npt.NDArray[np.uint8]
 
 
 def _as_readonly(name: str, value: Any, dtype: type, shape_tail: tuple[int, ...]) -> np.ndarray:
-    arr = np.asarray(value, dtype=dtype)
+    arr: np.ndarray = np.asarray(value, dtype=dtype)
     if arr.ndim != 1 + len(shape_tail) or arr.shape[1:] != shape_tail:
         expected = "(N" + "".join(f", {d}" for d in shape_tail) + ")"
         raise ValueError(f"{name}: expected shape {expected}, got {tuple(arr.shape)}")
@@ -73,7 +73,7 @@ class Detections:
             np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32)
         )
 
-    def select(self, index: npt.ArrayLike) -> Detections:
+    def select(self, index: np.ndarray) -> Detections:
         """Return the rows picked by a boolean mask or an integer index array."""
         return Detections(self.xyxy[index], self.confidence[index], self.class_id[index])
 
