@@ -1,0 +1,246 @@
+"""Command line: ``streamer run | validate``.
+
+Errors a user can cause (bad YAML, missing files, broken videos, unloadable models)
+are printed as one line, ``error: ...``, with a non-zero exit status; no traceback.
+Exit status: 0 success, 1 the run failed, 2 invalid configuration or usage,
+130 interrupted (Ctrl-C / SIGTERM; outputs are flushed and closed first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from streamer.config.loader import dump_resolved, load_pipeline
+from streamer.config.schema import PipelineConfig
+from streamer.errors import ConfigError, StreamerError
+from streamer.pipeline.runner import Pipeline, RunResult
+
+DEFAULT_PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "pets09_people.yaml"
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def run_pipeline(
+    cfg: PipelineConfig,
+    run_dir: Path,
+    *,
+    show_progress: bool = True,
+    console: Console | None = None,
+) -> RunResult:
+    """Build and run ``cfg``, writing ``config.resolved.yaml`` and ``summary.json``.
+
+    Args:
+        cfg: Validated pipeline configuration.
+        run_dir: Output folder (created).
+        show_progress: Draw a progress bar with frames/s and ETA on stderr.
+        console: Where progress goes (stderr by default).
+
+    Returns:
+        The run's result; failures are reported in ``result.errors``.
+
+    Raises:
+        StreamerError: the pipeline could not be built (model, config, outputs).
+    """
+    from streamer.pipeline.build import build_pipeline
+
+    console = console or _stderr()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.resolved.yaml").write_text(dump_resolved(cfg), encoding="utf-8")
+    built = build_pipeline(cfg, run_dir)
+    pipe = built.pipeline
+    if not show_progress:
+        result = pipe.run()
+    else:
+        progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[fps]:>6.1f} frames/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        t0 = time.monotonic()
+        with progress:
+            task: TaskID = progress.add_task(cfg.name, total=None, fps=0.0)
+
+            def tick(p: Pipeline) -> None:
+                elapsed = max(time.monotonic() - t0, 1e-6)
+                progress.update(
+                    task,
+                    completed=p.packets_out,
+                    total=p.expected_frames,
+                    fps=p.packets_out / elapsed,
+                )
+
+            result = pipe.run(on_tick=tick)
+    (run_dir / "summary.json").write_text(
+        json.dumps(summary_dict(cfg, result), indent=2), encoding="utf-8"
+    )
+    return result
+
+
+def summary_dict(cfg: PipelineConfig, result: RunResult) -> dict[str, object]:
+    """The run's figures as plain data (written to ``summary.json``)."""
+    return {
+        "pipeline": cfg.name,
+        "frames": result.frames,
+        "packets_out": result.packets_out,
+        "wall_s": round(result.wall_s, 3),
+        "fps": round(result.fps, 2),
+        "stages": [
+            {
+                "name": s.name,
+                "packets": s.packets,
+                "batches": s.batches,
+                "mean_ms": round(s.latency.mean_ms, 3),
+                "p95_ms": round(s.latency.percentile_ms(95), 3),
+            }
+            for s in result.stage_stats
+        ],
+        "queues": [
+            {
+                "name": c.name,
+                "capacity": c.capacity,
+                "policy": c.policy,
+                "peak_depth": c.peak_depth,
+                "drops": c.total_drops,
+            }
+            for c in result.channel_stats
+        ],
+        "latency_ms": {
+            "p50": round(result.latency_ms.percentile_ms(50), 2),
+            "p95": round(result.latency_ms.percentile_ms(95), 2),
+            "max": round(result.latency_ms.percentile_ms(100), 2),
+        },
+        "errors": result.errors,
+        "interrupted": result.interrupted,
+    }
+
+
+def summary_table(result: RunResult) -> Table:
+    """A rich table of frames, wall time, fps, per-stage latency and queue use."""
+    table = Table(title="run summary", show_lines=False)
+    table.add_column("stage / queue")
+    table.add_column("frames", justify="right")
+    table.add_column("mean ms", justify="right")
+    table.add_column("p95 ms", justify="right")
+    table.add_column("queue in (cap, policy)")
+    table.add_column("peak", justify="right")
+    table.add_column("drops", justify="right")
+    for s, c in zip(result.stage_stats, result.channel_stats, strict=True):
+        table.add_row(
+            s.name,
+            str(s.packets),
+            f"{s.latency.mean_ms:.2f}",
+            f"{s.latency.percentile_ms(95):.2f}",
+            f"{c.capacity}, {c.policy}",
+            str(c.peak_depth),
+            str(c.total_drops),
+        )
+    frames = sum(result.frames.values())
+    table.caption = (
+        f"{frames} frames read, {result.packets_out} written in {result.wall_s:.2f} s "
+        f"= {result.fps:.1f} frames/s; end-to-end latency p50 "
+        f"{result.latency_ms.percentile_ms(50):.1f} ms, p95 "
+        f"{result.latency_ms.percentile_ms(95):.1f} ms"
+    )
+    return table
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    cfg = load_pipeline(args.pipeline)
+    sys.stdout.write(dump_resolved(cfg))
+    _stderr().print(f"[green]ok[/green]: {args.pipeline} is a valid pipeline")
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from streamer.pipeline.build import default_run_dir
+
+    console = _stderr()
+    cfg = load_pipeline(args.pipeline)
+    run_dir = Path(args.output) if args.output else default_run_dir(cfg)
+    console.print(f"running [bold]{cfg.name}[/bold] -> {run_dir}")
+    result = run_pipeline(cfg, run_dir, show_progress=not args.no_progress, console=console)
+    console.print(summary_table(result))
+    for f in sorted(run_dir.iterdir()):
+        console.print(f"  wrote {f}")
+    if result.errors:
+        for e in result.errors:
+            console.print(f"[red]error[/red]: {e}", soft_wrap=True)
+        return EXIT_FAILED
+    if result.interrupted:
+        console.print("interrupted: outputs were flushed and closed")
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamer", description="Real-time video analytics from a pipeline YAML."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a pipeline")
+    run.add_argument(
+        "pipeline",
+        nargs="?",
+        default=str(DEFAULT_PIPELINE),
+        help="pipeline YAML (default: the bundled pipelines/pets09_people.yaml)",
+    )
+    run.add_argument("-o", "--output", help="run directory (default: runs/<name>-<timestamp>)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=_cmd_run)
+    val = sub.add_parser("validate", help="check a pipeline and print its resolved config")
+    val.add_argument("pipeline", help="pipeline YAML")
+    val.set_defaults(func=_cmd_validate)
+    return parser
+
+
+def _sigterm_to_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``streamer`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        _stderr().print(f"[red]error[/red]: {e}", soft_wrap=True)
+        return EXIT_CONFIG
+    except StreamerError as e:
+        _stderr().print(f"[red]error[/red]: {e}", soft_wrap=True)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        _stderr().print("interrupted")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

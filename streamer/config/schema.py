@@ -1,0 +1,202 @@
+"""Pipeline YAML schema (pydantic v2).
+
+Every model forbids unknown keys; numeric fields state their valid range; units are
+in field names. A pipeline is a list of sources feeding a linear list of stages::
+
+    name: pets09_people
+    sources:
+      - {type: video_file, id: pets09, path: "${data:videos/pets09_s2l1_480x360.mp4}"}
+    stages:
+      - {type: detect, model: "${data:models/yolov8n_int8_dynamic.onnx}", classes: [person]}
+      - {type: track, preset: bytetrack}
+      - {type: annotated_video}
+      - {type: jsonl}
+      - {type: mot}
+
+See README.md ("Pipeline YAML reference") for every field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class QueueConfig(StrictModel):
+    """The bounded channel into a stage.
+
+    Attributes:
+        capacity: Most queued items (frames), 1-1024.
+        policy: ``block`` (lossless; files) or ``drop_oldest`` (freshness; live sources).
+    """
+
+    capacity: int = Field(4, ge=1, le=1024)
+    policy: Literal["block", "drop_oldest"] = "block"
+
+
+# -- sources -------------------------------------------------------------------------
+class VideoFileSourceConfig(StrictModel):
+    """A video file decoded with PyAV, every frame, in order."""
+
+    type: Literal["video_file"]
+    id: str = Field("video", pattern=NAME_PATTERN)
+    path: Path
+    decode_threads: int = Field(0, ge=0, le=64)
+
+
+SourceConfig = Annotated[VideoFileSourceConfig, Field(discriminator="type")]
+
+
+# -- stages --------------------------------------------------------------------------
+class DetectStageConfig(StrictModel):
+    """YOLO detection (letterbox preprocessing in its own thread, then inference)."""
+
+    type: Literal["detect"]
+    name: str = Field("detect", pattern=NAME_PATTERN)
+    preset: str | None = None
+    backend: Literal["onnxruntime"] = "onnxruntime"
+    model: Path
+    layout: Literal["auto", "ultralytics", "yolox", "end2end"] = "auto"
+    conf_threshold: float = Field(0.25, gt=0.0, le=1.0)
+    iou_threshold: float = Field(0.45, gt=0.0, le=1.0)
+    classes: list[str | int] | None = None
+    class_names: list[str] | None = None
+    max_detections: int = Field(300, ge=1, le=10_000)
+    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], min_length=1)
+    intra_op_threads: int | None = Field(None, ge=1, le=256)
+    max_batch: int = Field(1, ge=1, le=256)
+    max_wait_ms: float = Field(0.0, ge=0.0, le=10_000.0)
+    queue: QueueConfig | None = None
+
+
+class ByteTrackParams(StrictModel):
+    """ByteTrack thresholds (Zhang et al., ECCV 2022). See ``trackers.ByteTrack``."""
+
+    high_threshold: float = Field(0.5, gt=0.0, le=1.0)
+    low_threshold: float = Field(0.1, ge=0.0, le=1.0)
+    new_track_threshold: float = Field(0.6, gt=0.0, le=1.0)
+    match_threshold: float = Field(0.8, gt=0.0, le=1.0)
+    second_match_threshold: float = Field(0.5, gt=0.0, le=1.0)
+    unconfirmed_match_threshold: float = Field(0.7, gt=0.0, le=1.0)
+    lost_track_buffer_s: float = Field(1.0, gt=0.0, le=3600.0)
+    fuse_score: bool = True
+    class_aware: bool = False
+    max_lost_tracks: int = Field(1000, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _low_below_high(self) -> ByteTrackParams:
+        if self.low_threshold >= self.high_threshold:
+            raise ValueError(
+                f"low_threshold ({self.low_threshold}) must be below "
+                f"high_threshold ({self.high_threshold})"
+            )
+        return self
+
+
+class TrackStageConfig(StrictModel):
+    """Multi-object tracking, one tracker instance per source."""
+
+    type: Literal["track"]
+    name: str = Field("track", pattern=NAME_PATTERN)
+    preset: str | None = None
+    tracker: Literal["bytetrack"] = "bytetrack"
+    params: ByteTrackParams = Field(default_factory=ByteTrackParams)  # type: ignore[arg-type]
+    queue: QueueConfig | None = None
+
+
+class AnnotatedVideoSinkConfig(StrictModel):
+    """H.264 MP4 (libx264, yuv420p) with boxes, labels and motion trails drawn."""
+
+    type: Literal["annotated_video"]
+    name: str = Field("annotated_video", pattern=NAME_PATTERN)
+    path: str = "annotated.mp4"
+    crf: int = Field(23, ge=0, le=51)
+    preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"
+    ] = "veryfast"
+    trace_length_s: float = Field(2.0, ge=0.0, le=60.0)
+    queue: QueueConfig | None = None
+
+
+class JsonlSinkConfig(StrictModel):
+    """One JSON record per frame with its tracks (or detections)."""
+
+    type: Literal["jsonl"]
+    name: str = Field("jsonl", pattern=NAME_PATTERN)
+    path: str = "tracks.jsonl"
+    queue: QueueConfig | None = None
+
+
+class MotSinkConfig(StrictModel):
+    """MOTChallenge text rows ``frame,id,x,y,w,h,conf,-1,-1,-1`` (1-based frames)."""
+
+    type: Literal["mot"]
+    name: str = Field("mot", pattern=NAME_PATTERN)
+    path: str = "tracks_mot.txt"
+    queue: QueueConfig | None = None
+
+
+StageConfig = Annotated[
+    DetectStageConfig
+    | TrackStageConfig
+    | AnnotatedVideoSinkConfig
+    | JsonlSinkConfig
+    | MotSinkConfig,
+    Field(discriminator="type"),
+]
+SINK_TYPES = ("annotated_video", "jsonl", "mot")
+
+
+class PipelineConfig(StrictModel):
+    """A whole pipeline.
+
+    Attributes:
+        name: Pipeline name (used in the default run directory).
+        sources: One or more sources; ids must be unique.
+        stages: Stages in order: ``detect``, then optionally ``track``, then sinks.
+        queue: Default capacity/policy of every channel; a stage's ``queue`` overrides it.
+        output_dir: Run directory; ``{name}`` and ``{timestamp}`` are filled in. Relative
+            paths are relative to the working directory. Sink paths are relative to it.
+    """
+
+    name: str = Field(pattern=NAME_PATTERN)
+    sources: list[SourceConfig] = Field(min_length=1)
+    stages: list[StageConfig] = Field(min_length=1)
+    queue: QueueConfig = Field(default_factory=QueueConfig)  # type: ignore[arg-type]
+    output_dir: str = "runs/{name}-{timestamp}"
+
+    @model_validator(mode="after")
+    def _check_graph(self) -> PipelineConfig:
+        ids = [s.id for s in self.sources]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"source ids must be unique, repeated: {dupes}")
+        names = [s.name for s in self.stages]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"stage names must be unique, repeated: {dupes} (set 'name:')")
+        kinds = [s.type for s in self.stages]
+        if kinds.count("detect") != 1 or kinds[0] != "detect":
+            raise ValueError("stages must start with exactly one 'detect' stage")
+        if kinds.count("track") > 1:
+            raise ValueError("at most one 'track' stage")
+        if "track" in kinds and kinds.index("track") != 1:
+            raise ValueError("the 'track' stage must come right after 'detect'")
+        if len(self.sources) > 1:
+            for i, st in enumerate(self.stages):
+                if st.type in ("annotated_video", "mot") and "{source_id}" not in st.path:
+                    raise ValueError(
+                        f"stages[{i}].path: with several sources the path must contain "
+                        f"'{{source_id}}', got {st.path!r}"
+                    )
+        return self

@@ -1,0 +1,173 @@
+"""Build a runnable :class:`~streamer.pipeline.runner.Pipeline` from a validated config.
+
+Only this module and the CLI read config; components get plain arguments.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamer.config.schema import (
+    AnnotatedVideoSinkConfig,
+    DetectStageConfig,
+    JsonlSinkConfig,
+    MotSinkConfig,
+    PipelineConfig,
+    QueueConfig,
+    TrackStageConfig,
+)
+from streamer.detect.detector import YoloDetector
+from streamer.detect.onnx_backend import OnnxRuntimeBackend
+from streamer.errors import ConfigError
+from streamer.pipeline.runner import EdgeSpec, Pipeline
+from streamer.pipeline.stage import Source, Stage
+from streamer.pipeline.stages import (
+    DetectStage,
+    PreprocessStage,
+    SinkStage,
+    TrackerFactory,
+    TrackStage,
+)
+from streamer.sinks.base import Sink
+from streamer.sinks.jsonl import JsonlTracksSink
+from streamer.sinks.mot import MotTracksSink
+from streamer.sinks.video import AnnotatedVideoSink
+from streamer.sources.video_file import VideoFileSource
+
+
+@dataclass
+class BuiltPipeline:
+    """A pipeline ready to run, with what the CLI reports about it."""
+
+    pipeline: Pipeline
+    detector: YoloDetector
+    run_dir: Path
+
+
+def default_run_dir(cfg: PipelineConfig, now: _dt.datetime | None = None) -> Path:
+    """``output_dir`` with ``{name}`` and ``{timestamp}`` (``YYYYmmdd-HHMMSS``) filled in."""
+    stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    try:
+        return Path(cfg.output_dir.format(name=cfg.name, timestamp=stamp))
+    except (KeyError, IndexError, ValueError) as e:
+        raise ConfigError(
+            f"output_dir: unknown placeholder {e} in {cfg.output_dir!r} "
+            "(known: {name}, {timestamp})"
+        ) from None
+
+
+def make_detector(cfg: DetectStageConfig, index: int = 0) -> YoloDetector:
+    """Load the detector of a ``detect`` stage and resolve its class filter.
+
+    Raises:
+        BackendError: the model cannot be loaded or its output layout is unknown.
+        ConfigError: a class in ``classes`` is not one of the model's classes.
+    """
+    backend = OnnxRuntimeBackend(
+        cfg.model, providers=tuple(cfg.providers), intra_op_threads=cfg.intra_op_threads
+    )
+    detector = YoloDetector(
+        backend,
+        layout=cfg.layout,
+        conf_threshold=cfg.conf_threshold,
+        iou_threshold=cfg.iou_threshold,
+        class_names=cfg.class_names,
+        max_detections=cfg.max_detections,
+    )
+    if cfg.classes is not None:
+        names = detector.class_names
+        ids: set[int] = set()
+        for j, c in enumerate(cfg.classes):
+            if isinstance(c, int):
+                if not 0 <= c < len(names):
+                    raise ConfigError(
+                        f"stages[{index}].classes[{j}]: class id must be in [0, {len(names)}), "
+                        f"got {c}"
+                    )
+                ids.add(c)
+            elif c in names:
+                ids.add(names.index(c))
+            else:
+                raise ConfigError(
+                    f"stages[{index}].classes[{j}]: unknown class name {c!r} "
+                    f"(the model has {len(names)} classes: {', '.join(names[:8])}, ...)"
+                )
+        detector.class_filter = ids
+    return detector
+
+
+def make_tracker_factory(cfg: TrackStageConfig) -> TrackerFactory:
+    """A function that builds one tracker for a stream of a given fps."""
+    from trackers import ByteTrack
+
+    params = cfg.params.model_dump()
+
+    def factory(fps: float) -> ByteTrack:
+        return ByteTrack(frame_rate=fps, **params)
+
+    return factory
+
+
+def make_sink(
+    cfg: AnnotatedVideoSinkConfig | JsonlSinkConfig | MotSinkConfig, run_dir: Path
+) -> Sink:
+    """Build one sink writing under ``run_dir``."""
+    path = str(run_dir / cfg.path)
+    if isinstance(cfg, AnnotatedVideoSinkConfig):
+        return AnnotatedVideoSink(
+            path, crf=cfg.crf, preset=cfg.preset, trace_length_s=cfg.trace_length_s
+        )
+    if isinstance(cfg, JsonlSinkConfig):
+        return JsonlTracksSink(path)
+    return MotTracksSink(path)
+
+
+def _edge(q: QueueConfig | None, default: QueueConfig, min_capacity: int = 1) -> EdgeSpec:
+    chosen = q or default
+    return EdgeSpec(capacity=max(chosen.capacity, min_capacity), policy=chosen.policy)
+
+
+def build_pipeline(cfg: PipelineConfig, run_dir: Path) -> BuiltPipeline:
+    """Instantiate sources, detector, tracker and sinks of ``cfg``.
+
+    Args:
+        cfg: A validated pipeline config (absolute paths).
+        run_dir: Folder the sinks write into (created).
+
+    Raises:
+        BackendError: the model cannot be loaded.
+        ConfigError: a value is valid alone but not for this model.
+        SinkError: an output cannot be created.
+    """
+    detect_cfg = cfg.stages[0]
+    assert isinstance(detect_cfg, DetectStageConfig)  # guaranteed by the schema
+    detector = make_detector(detect_cfg)
+    sources: list[Source] = [
+        VideoFileSource(s.path, source_id=s.id, decode_threads=s.decode_threads)
+        for s in cfg.sources
+    ]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stages: list[Stage] = [
+        PreprocessStage(detector, name="preprocess"),
+        DetectStage(
+            detector,
+            name=detect_cfg.name,
+            max_batch=detect_cfg.max_batch,
+            max_wait_ms=detect_cfg.max_wait_ms,
+        ),
+    ]
+    edges = [
+        _edge(detect_cfg.queue, cfg.queue),
+        _edge(detect_cfg.queue, cfg.queue, min_capacity=detect_cfg.max_batch),
+    ]
+    for st in cfg.stages[1:]:
+        if isinstance(st, TrackStageConfig):
+            stages.append(TrackStage(make_tracker_factory(st), name=st.name))
+        elif isinstance(st, DetectStageConfig):  # pragma: no cover - schema forbids it
+            raise ConfigError("only one detect stage is supported")
+        else:
+            stages.append(SinkStage(make_sink(st, run_dir), detector.class_names, name=st.name))
+        edges.append(_edge(st.queue, cfg.queue))
+    return BuiltPipeline(Pipeline(sources, stages, edges), detector, run_dir)

@@ -1,0 +1,147 @@
+"""Pipeline stages: thin adapters around components that also work on their own.
+
+* :class:`PreprocessStage` letterboxes each frame into the model input tensor.
+* :class:`DetectStage` runs inference on a batch of tensors and decodes the outputs.
+* :class:`TrackStage` keeps one tracker per source (created on the source's
+  :class:`~streamer.types.StreamStart` with its fps) and coasts over stream gaps.
+* :class:`SinkStage` hands packets to one sink and forwards them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from streamer.detect.detector import YoloDetector
+from streamer.pipeline.stage import BaseStage
+from streamer.sinks.base import Sink
+from streamer.types import Event, Packet, StreamEnd, StreamGap, StreamStart, Tracks
+
+
+class TrackerLike(Protocol):
+    """The tracker contract of :mod:`trackers` (see ``trackers.ByteTrack.update``)."""
+
+    def update(
+        self, xyxy: np.ndarray, confidence: np.ndarray, class_id: np.ndarray,
+        frames_elapsed: int = 1,
+    ) -> Any: ...
+
+
+TrackerFactory = Callable[[float], TrackerLike]
+"""Builds a tracker for a stream of the given frame rate (frames per second)."""
+
+
+class PreprocessStage(BaseStage):
+    """Letterbox + normalise each frame into ``packet.input_tensor`` (``(3, H, W) float32``)."""
+
+    def __init__(self, detector: YoloDetector, name: str = "preprocess") -> None:
+        self.detector = detector
+        self.name = name
+
+    def process(self, packets: list[Packet]) -> list[Packet]:
+        for p in packets:
+            p.input_tensor, p.letterbox = self.detector.preprocess(p.frame.image)
+        return packets
+
+
+class DetectStage(BaseStage):
+    """Batched inference and output decoding; fills ``packet.detections``.
+
+    Args:
+        detector: The detector (its backend runs here).
+        name: Stage name.
+        max_batch: Most frames per inference call.
+        max_wait_ms: Longest wait for a batch to fill, ms.
+    """
+
+    def __init__(
+        self, detector: YoloDetector, name: str = "detect", max_batch: int = 1,
+        max_wait_ms: float = 0.0,
+    ) -> None:
+        self.detector = detector
+        self.name = name
+        self.max_batch = max_batch
+        self.max_wait_ms = max_wait_ms
+
+    def process(self, packets: list[Packet]) -> list[Packet]:
+        tensors = [p.input_tensor for p in packets]
+        if any(t is None for t in tensors):
+            raise RuntimeError("packet reached detection without an input tensor")
+        batch = np.stack(tensors) if len(tensors) > 1 else tensors[0][None]  # type: ignore[index]
+        outputs = self.detector.infer(batch)
+        results = self.detector.postprocess(outputs, [p.letterbox for p in packets])
+        for p, dets in zip(packets, results, strict=True):
+            p.detections = dets
+            p.input_tensor = None  # release the tensor as soon as it is used
+        return packets
+
+
+class TrackStage(BaseStage):
+    """One tracker per source; fills ``packet.tracks``.
+
+    Args:
+        make_tracker: Builds a tracker for a stream's frame rate (fps).
+        name: Stage name.
+    """
+
+    def __init__(self, make_tracker: TrackerFactory, name: str = "track") -> None:
+        self.make_tracker = make_tracker
+        self.name = name
+        self._trackers: dict[str, TrackerLike] = {}
+        self._pending_gap: dict[str, int] = {}
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, StreamStart):
+            self._trackers[event.source_id] = self.make_tracker(event.info.fps)
+            self._pending_gap[event.source_id] = 0
+        elif isinstance(event, StreamGap):
+            self._pending_gap[event.source_id] = (
+                self._pending_gap.get(event.source_id, 0) + event.missing_frames
+            )
+        elif isinstance(event, StreamEnd):
+            self._trackers.pop(event.source_id, None)
+            self._pending_gap.pop(event.source_id, None)
+
+    def process(self, packets: list[Packet]) -> list[Packet]:
+        for p in packets:
+            tracker = self._trackers.get(p.source_id)
+            if tracker is None:
+                raise RuntimeError(f"no tracker for source '{p.source_id}' (missing StreamStart)")
+            dets = p.detections
+            if dets is None:
+                raise RuntimeError("packet reached tracking without detections")
+            elapsed = 1 + self._pending_gap.get(p.source_id, 0)
+            self._pending_gap[p.source_id] = 0
+            out = tracker.update(dets.xyxy, dets.confidence, dets.class_id, frames_elapsed=elapsed)
+            p.tracks = Tracks(out.xyxy, out.confidence, out.class_id, out.track_id, out.det_index)
+        return packets
+
+
+class SinkStage(BaseStage):
+    """Writes each packet to one sink and passes it on; closes the sink on exit.
+
+    Args:
+        sink: The sink.
+        class_names: Class names of the detector (for labels and records).
+        name: Stage name.
+    """
+
+    def __init__(self, sink: Sink, class_names: Sequence[str], name: str) -> None:
+        self.sink = sink
+        self.class_names = tuple(class_names)
+        self.name = name
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, StreamStart):
+            self.sink.open(event.info, self.class_names)
+
+    def process(self, packets: list[Packet]) -> list[Packet]:
+        for p in packets:
+            self.sink.write(p)
+        return packets
+
+    def close(self) -> None:
+        self.sink.close()
+
