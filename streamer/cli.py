@@ -184,6 +184,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     console = _stderr()
     cfg = load_pipeline(args.pipeline)
+    if args.max_frames is not None:
+        for src in cfg.sources:
+            src.max_frames = args.max_frames
     run_dir = Path(args.output) if args.output else default_run_dir(cfg)
     console.print(f"running [bold]{cfg.name}[/bold] -> {run_dir}")
     result = run_pipeline(cfg, run_dir, show_progress=not args.no_progress, console=console)
@@ -214,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-o", "--output", help="run directory (default: runs/<name>-<timestamp>)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--max-frames", type=int, metavar="N", help="stop each source after N frames"
+    )
     run.set_defaults(func=_cmd_run)
     val = sub.add_parser("validate", help="check a pipeline and print its resolved config")
     val.add_argument("pipeline", help="pipeline YAML")

@@ -52,6 +52,7 @@ class VideoFileSourceConfig(StrictModel):
     id: str = Field("video", pattern=NAME_PATTERN)
     path: Path
     decode_threads: int = Field(0, ge=0, le=64)
+    max_frames: int | None = Field(None, ge=1)
 
 
 SourceConfig = Annotated[VideoFileSourceConfig, Field(discriminator="type")]

@@ -145,7 +145,9 @@ def build_pipeline(cfg: PipelineConfig, run_dir: Path) -> BuiltPipeline:
     assert isinstance(detect_cfg, DetectStageConfig)  # guaranteed by the schema
     detector = make_detector(detect_cfg)
     sources: list[Source] = [
-        VideoFileSource(s.path, source_id=s.id, decode_threads=s.decode_threads)
+        VideoFileSource(
+            s.path, source_id=s.id, decode_threads=s.decode_threads, max_frames=s.max_frames
+        )
         for s in cfg.sources
     ]
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ class VideoFileSource:
         truncation_tolerance: Fraction of the declared frame count that may be missing
             at the end before the file is reported as truncated (some containers'
             edit lists hide a frame or two).
+        max_frames: Stop after this many frames (None: the whole file).
 
     Raises:
         SourceError: (from ``open``/``read``) missing file, a file that is not a video,
@@ -47,11 +48,13 @@ class VideoFileSource:
         source_id: str = "video",
         decode_threads: int = 0,
         truncation_tolerance: float = 0.01,
+        max_frames: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.source_id = source_id
         self.decode_threads = decode_threads
         self.truncation_tolerance = truncation_tolerance
+        self.max_frames = max_frames
         self._container: av.container.InputContainer | None = None
         self._frames: Iterator[av.VideoFrame] | None = None
         self._time_base: Fraction = Fraction(1, 1)
@@ -100,7 +103,11 @@ class VideoFileSource:
             fps=self._fps,
             width_px=int(ctx.width),
             height_px=int(ctx.height),
-            frame_count=self._declared,
+            frame_count=(
+                min(self._declared, self.max_frames)
+                if self._declared is not None and self.max_frames is not None
+                else self._declared or self.max_frames
+            ),
             uri=str(self.path),
         )
 
@@ -112,6 +119,8 @@ class VideoFileSource:
         """
         if self._frames is None:
             raise SourceError(f"{self._where()}: read before open")
+        if self.max_frames is not None and self._seq >= self.max_frames:
+            return None
         try:
             vf = next(self._frames)
         except StopIteration:
