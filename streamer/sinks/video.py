@@ -9,8 +9,9 @@ default_base_moof``): the header is written up front and every keyframe (one per
 handed to the OS at once (``flush_packets=1``). If the process is killed
 (SIGKILL, OOM, power-cycle of the container), everything up to the last complete
 fragment still decodes; what is lost is at most the open fragment plus the
-encoder's look-ahead (about ``keyframe_interval_s`` + 1 s of video). On a clean
-stop or Ctrl-C (``close()`` in a ``finally``) nothing is lost.
+frames inside the encoder (``keyframe_interval_s`` of video plus x264's delay of
+about ``rc_lookahead + threads - 1`` frames: 10 + threads - 1 for ``veryfast``). On a
+clean stop or Ctrl-C (``close()`` in a ``finally``) nothing is lost.
 
 Timing: the stream's time base is ``1 / fps`` (``StreamInfo.fps``) and a frame's
 presentation time is ``seq - first_seq`` of its source, so frames dropped upstream
@@ -28,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import av
 import cv2
@@ -102,8 +103,8 @@ class _VideoOutput:
 
     source_id: str
     path: Path
-    container: Any  # av.container.OutputContainer
-    stream: Any  # av.video.stream.VideoStream
+    container: av.container.OutputContainer
+    stream: av.video.stream.VideoStream
     time_base: Fraction
     class_names: tuple[str, ...]
     trace: sv.TraceAnnotator | None
@@ -150,7 +151,8 @@ class AnnotatedVideoSink:
         draw_labels: Whether to draw labels at all.
         keyframe_interval_s: Seconds between keyframes, i.e. the fragment length and
             the most video a crash can lose (plus the encoder look-ahead), in (0, 60].
-        threads: x264 encoder threads; 0 lets x264 choose.
+        threads: x264 encoder threads; 0 lets x264 choose (1.5 x cores). Each frame
+            thread delays the output by one frame, i.e. one more frame a crash can lose.
         text_scale: Label font scale (supervision's ``text_scale``).
         box_thickness: Box line thickness, pixels, >= 1.
         codec_options: Extra libx264 options (FFmpeg names, string values) that

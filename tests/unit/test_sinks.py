@@ -34,7 +34,7 @@ WALL_NS = 1_714_564_800_123_456_789
 
 def make_tracks() -> Tracks:
     return Tracks(
-        xyxy=np.array([[10.0, 20.5, 30.25, 40.0], [1.004, 2.005, 3.333, 4.6666]], np.float32),
+        xyxy=np.array([[10.0, 20.5, 30.25, 40.0], [1.004, 2.004, 3.333, 4.6666]], np.float32),
         confidence=np.array([0.9, 0.12345], np.float32),
         class_id=np.array([0, 7], np.int32),  # 7: outside CLASS_NAMES
         track_id=np.array([3, 12], np.int64),
@@ -180,7 +180,10 @@ def test_jsonl_one_file_per_source_with_source_id_field(tmp_path: Path) -> None:
     sink.open(info("cam/2"), CLASS_NAMES)
     sink.write(make_packet(0, source_id="cam/2", tracks=Tracks.empty()))
     sink.close()
-    assert sink.paths() == {"a": tmp_path / "sub" / "a.jsonl", "cam/2": tmp_path / "sub/cam_2.jsonl"}
+    assert sink.paths() == {
+        "a": tmp_path / "sub" / "a.jsonl",
+        "cam/2": tmp_path / "sub/cam_2.jsonl",
+    }
     assert (tmp_path / "sub" / "a.jsonl").read_text() == ""
     assert len((tmp_path / "sub" / "cam_2.jsonl").read_text().splitlines()) == 1
 
@@ -209,7 +212,7 @@ def test_mot_rows_are_exact(tmp_path: Path) -> None:
     sink.open(info(), CLASS_NAMES)
     sink.write(make_packet(0, tracks=make_tracks()))
     sink.write(make_packet(1, tracks=Tracks.empty()))  # no rows
-    sink.write(make_packet(2, tracks=make_tracks().__class__(*_first_row(make_tracks()))))
+    sink.write(make_packet(2, tracks=Tracks(*_first_row(make_tracks()))))
     sink.close()
     assert (tmp_path / "cam1.txt").read_text() == (
         "1,3,10.00,20.50,20.25,19.50,0.900,-1,-1,-1\n"
@@ -239,8 +242,9 @@ def test_mot_empty_tracks_frame_writes_no_rows(tmp_path: Path) -> None:
     assert (tmp_path / "out.txt").read_text() == ""
 
 
-def test_mot_two_sources_need_source_id_in_template(tmp_path: Path) -> None:
-    sink = MotTracksSink(tmp_path / "out.txt")
+@pytest.mark.parametrize("cls", [MotTracksSink, AnnotatedVideoSink])
+def test_two_sources_need_source_id_in_template(tmp_path: Path, cls: type) -> None:
+    sink = cls(tmp_path / "out")
     sink.open(info("a"), CLASS_NAMES)
     with pytest.raises(SinkError, match=r"\{source_id\}"):
         sink.open(info("b"), CLASS_NAMES)
@@ -275,9 +279,7 @@ def test_mot_rows_parse_back_within_rounding(rows: list[tuple[float, ...]], seq:
         assert int(f[0]) == seq + 1 and int(f[1]) == track_id
         x, y, w, h = (float(v) for v in f[2:6])
         box32 = box.astype(np.float32).astype(np.float64)
-        np.testing.assert_allclose(
-            [x, y, x + w, y + h], box32, atol=0.0051 * 2 + 1e-9, rtol=0
-        )
+        np.testing.assert_allclose([x, y, x + w, y + h], box32, atol=0.0051 * 2 + 1e-9, rtol=0)
         assert abs(float(f[6]) - conf) <= 0.0006
 
 
@@ -370,7 +372,9 @@ def test_safe_source_id_never_empty() -> None:
     assert safe_source_id("rtsp://u:p@h/1") == "rtsp___u_p_h_1"
 
 
-@pytest.mark.parametrize(("class_id", "expected"), [(0, "person"), (1, "car"), (2, "2"), (-1, "-1")])
+@pytest.mark.parametrize(
+    ("class_id", "expected"), [(0, "person"), (1, "car"), (2, "2"), (-1, "-1")]
+)
 def test_class_name_of(class_id: int, expected: str) -> None:
     assert class_name_of(CLASS_NAMES, class_id) == expected
 
