@@ -205,7 +205,8 @@ def decode_yolox(
     row-major with x fastest, and ``cx = (tx + gx) * s``, ``cy = (ty + gy) * s``,
     ``w = exp(tw) * s``, ``h = exp(th) * s`` in input pixels. Score = ``obj * max(cls)``
     (= max over ``obj * cls`` since ``obj >= 0``), class = argmax; then class-aware NMS.
-    Only candidates above the threshold are grid-decoded.
+    Since class scores are at most 1, only anchor points with ``obj > conf_threshold``
+    are examined, and only candidates above the threshold are grid-decoded.
 
     Args:
         outputs: Model outputs; ``outputs[0]`` is ``(B, N, 5+C) float32``.
@@ -235,14 +236,17 @@ def decode_yolox(
                 f"{input_hw[0]}x{input_hw[1]} (HxW), got {tuple(out.shape)}"
             )
         pred = out[b]
-        cls_scores = pred[:, 5:]
-        score_all = pred[:, 4] * cls_scores.max(axis=1)
-        idx = np.flatnonzero(score_all > conf_threshold)
+        # Class scores are sigmoid outputs (<= 1), so obj * cls > conf needs obj > conf:
+        # prefiltering on obj skips the class max over almost all anchor points.
+        idx = np.flatnonzero(pred[:, 4] > conf_threshold)
+        cls_scores = pred[idx, 5:]
+        score = pred[idx, 4] * cls_scores.max(axis=1, initial=0.0)
+        above = score > conf_threshold
+        idx, score, cls_scores = idx[above], score[above], cls_scores[above]
         if idx.size == 0:
             results.append(Detections.empty())
             continue
-        cls = cls_scores[idx].argmax(axis=1)
-        score = score_all[idx]
+        cls = cls_scores.argmax(axis=1)
         mask = _class_mask(cls, class_filter)
         if mask is not None:
             idx, cls, score = idx[mask], cls[mask], score[mask]

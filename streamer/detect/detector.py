@@ -1,15 +1,16 @@
 """YOLO-family detector: letterbox preprocessing, backend inference, layout decoding.
 
 The three phases are separate methods so that a pipeline can run them in different
-threads and time each one (Ultralytics' preprocess → infer → postprocess split):
+threads and time each one (Ultralytics' preprocess → infer → postprocess split)::
 
->>> det = YoloDetector.from_onnx(data_path("models/yolov8n_int8_dynamic.onnx"))
->>> tensor, lb = det.preprocess(image_bgr)             # thread A
->>> outputs = det.infer(tensor[None])                   # thread B
->>> detections = det.postprocess(outputs, [lb])[0]      # thread B
+    det = YoloDetector.from_onnx(data_path("models/yolov8n_int8_dynamic.onnx"))
+    tensor, lb = det.preprocess(image_bgr)          # thread A
+    outputs = det.infer(tensor[None])               # thread B
+    detections = det.postprocess(outputs, [lb])[0]  # thread B
 
 Thread-safety: a :class:`YoloDetector` holds only immutable configuration after
-construction. :meth:`preprocess` writes into a fresh array (or the caller's ``out``),
+construction (``class_filter`` may be replaced, atomically, through its setter).
+:meth:`preprocess` writes into a fresh array (or the caller's ``out``),
 :meth:`postprocess` is pure, and :meth:`infer` calls the backend, which must be
 thread-safe (:class:`~streamer.detect.onnx_backend.OnnxRuntimeBackend` is). All methods
 may therefore be called concurrently from different threads.
@@ -98,6 +99,15 @@ def parse_class_names(raw: str) -> tuple[str, ...]:
     raise BackendError(f"metadata 'names' is not a dict of class names: {raw[:80]!r}")
 
 
+def _as_class_filter(value: Iterable[int] | None) -> frozenset[int] | None:
+    if value is None:
+        return None
+    ids = frozenset(int(c) for c in value)
+    if any(c < 0 for c in ids):
+        raise ValueError(f"class_filter ids must be >= 0, got {sorted(ids)}")
+    return ids
+
+
 def _check_unit(name: str, value: float) -> float:
     if not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -145,12 +155,7 @@ class YoloDetector:
         if int(max_detections) < 1:
             raise ValueError(f"max_detections must be >= 1, got {max_detections}")
         self._max_det = int(max_detections)
-        self._class_filter: frozenset[int] | None = None
-        if class_filter is not None:
-            ids = frozenset(int(c) for c in class_filter)
-            if any(c < 0 for c in ids):
-                raise ValueError(f"class_filter ids must be >= 0, got {sorted(ids)}")
-            self._class_filter = ids
+        self._class_filter = _as_class_filter(class_filter)
 
         h, w = backend.input_hw
         self._input_hw = (int(h), int(w))
@@ -259,8 +264,20 @@ class YoloDetector:
 
     @property
     def class_filter(self) -> frozenset[int] | None:
-        """Class ids kept, or None for all."""
+        """Class ids kept, or None for all.
+
+        Settable (any iterable of ids, or None). The new set replaces the old one in a
+        single reference assignment, so a concurrent :meth:`postprocess` sees either
+        the old or the new filter, never a mix.
+
+        Raises:
+            ValueError: on setting a negative class id.
+        """
         return self._class_filter
+
+    @class_filter.setter
+    def class_filter(self, value: Iterable[int] | None) -> None:
+        self._class_filter = _as_class_filter(value)
 
     @property
     def max_detections(self) -> int:
@@ -328,7 +345,8 @@ class YoloDetector:
         Raises:
             BackendError: if the outputs do not fit the layout.
         """
-        class_filter = set(self._class_filter) if self._class_filter is not None else None
+        current = self._class_filter  # read once: a concurrent setter swaps the reference
+        class_filter = set(current) if current is not None else None
         return self._spec.decode(
             outputs, letterboxes, self._conf, self._iou, class_filter, self._max_det
         )

@@ -9,8 +9,12 @@ it with IoU strictly greater than the threshold. IoU uses continuous areas
 Determinism: equal confidences are visited in ascending input index (stable sort), so
 the result depends only on the input values, never on sort implementation details.
 
-Cost: one Python iteration per *kept* box, each a vector operation over the remaining
-candidates, so a few hundred candidates take well under a millisecond.
+Cost: one vector step per *kept* box over the candidates still alive, memory O(N).
+Real detector outputs are highly redundant (tens of candidates per object), so this
+beats building the pairwise IoU matrix: on bus.jpg with YOLOv8n, 44 candidates at
+conf 0.25 take ~0.06 ms and 686 candidates at conf 0.001 ~1.8 ms. The worst case is
+many non-overlapping candidates, all kept: ~3-8 ms for 300 (``max_detections`` bounds
+the iterations).
 
 All functions are pure and thread-safe.
 """
@@ -39,14 +43,19 @@ def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """
     a64 = _as_boxes("a", a)
     b64 = _as_boxes("b", b)
-    area_a = _area(a64)
-    area_b = _area(b64)
-    iw = np.minimum(a64[:, None, 2], b64[None, :, 2]) - np.maximum(a64[:, None, 0], b64[None, :, 0])
-    ih = np.minimum(a64[:, None, 3], b64[None, :, 3]) - np.maximum(a64[:, None, 1], b64[None, :, 1])
-    inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0.0, inter / union, 0.0)
+    ax1, ay1, ax2, ay2 = (np.ascontiguousarray(a64[:, k]) for k in range(4))
+    bx1, by1, bx2, by2 = (np.ascontiguousarray(b64[:, k]) for k in range(4))
+    inter = np.minimum.outer(ax2, bx2)
+    inter -= np.maximum.outer(ax1, bx1)
+    np.maximum(inter, 0.0, out=inter)
+    ih = np.minimum.outer(ay2, by2)
+    ih -= np.maximum.outer(ay1, by1)
+    np.maximum(ih, 0.0, out=ih)
+    inter *= ih
+    union = np.add.outer(_area(a64), _area(b64))
+    union -= inter
+    iou = np.zeros_like(inter)
+    np.divide(inter, union, out=iou, where=union > 0.0)
     return iou
 
 
@@ -58,8 +67,8 @@ def _as_boxes(name: str, boxes: npt.ArrayLike) -> npt.NDArray[np.float64]:
 
 
 def _area(boxes: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    w = np.clip(boxes[:, 2] - boxes[:, 0], 0.0, None)
-    h = np.clip(boxes[:, 3] - boxes[:, 1], 0.0, None)
+    w = np.maximum(boxes[:, 2] - boxes[:, 0], 0.0)
+    h = np.maximum(boxes[:, 3] - boxes[:, 1], 0.0)
     return w * h
 
 
@@ -111,24 +120,25 @@ def nms(
 
     order = np.argsort(-scores, kind="stable")
     order = order[~np.isnan(scores[order])]
-    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[order, k]) for k in range(4))
-    area = _area(boxes[order])
+    sorted_boxes = boxes[order]
     cls = classes[order]
-
+    x1, y1, x2, y2 = (np.ascontiguousarray(sorted_boxes[:, k]) for k in range(4))
+    area = _area(sorted_boxes)
     keep: list[int] = []
     remaining = np.arange(order.shape[0])
     while remaining.size and len(keep) < limit:
-        i = remaining[0]
-        keep.append(int(order[i]))
+        i = int(remaining[0])
+        keep.append(i)
         rest = remaining[1:]
-        if rest.size == 0:
-            break
-        iw = np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest])
+        # Same arithmetic as box_iou, so results agree with it bit for bit.
+        inter = np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest])
+        np.maximum(inter, 0.0, out=inter)
         ih = np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest])
-        inter = np.clip(iw, 0.0, None) * np.clip(ih, 0.0, None)
-        union = area[i] + area[rest] - inter
-        with np.errstate(divide="ignore", invalid="ignore"):
-            iou = np.where(union > 0.0, inter / union, 0.0)
-        suppressed = (iou > iou_threshold) & (cls[rest] == cls[i])
-        remaining = rest[~suppressed]
-    return np.asarray(keep, dtype=np.int64)
+        np.maximum(ih, 0.0, out=ih)
+        inter *= ih
+        union = area[i] + area[rest]
+        union -= inter
+        iou = np.zeros_like(inter)
+        np.divide(inter, union, out=iou, where=union > 0.0)
+        remaining = rest[(iou <= iou_threshold) | (cls[rest] != cls[i])]
+    return order[np.asarray(keep, dtype=np.intp)].astype(np.int64, copy=False)
