@@ -81,18 +81,36 @@ class DetectStageConfig(StrictModel):
 
 
 class ByteTrackParams(StrictModel):
-    """ByteTrack thresholds (Zhang et al., ECCV 2022). See ``trackers.ByteTrack``."""
+    """ByteTrack thresholds (Zhang et al., ECCV 2022); see ``trackers.ByteTrack`` for each.
+
+    Attributes:
+        high_threshold: Detections at or above go to the first association, (0, 1].
+        low_threshold: Detections in [low, high) go to the second association, [0, high).
+        new_track_threshold: An unmatched detection at or above starts a track, (0, 1].
+        match_threshold: Largest IoU distance (1 - IoU) accepted in the first association.
+        low_match_threshold: The same for the second (low-score) association.
+        unconfirmed_match_threshold: The same for tracks seen only once so far.
+        fuse_score: Weight IoU by detection confidence in the first association.
+        lost_track_buffer_s: How long a lost track may be re-found, seconds (converted to
+            frames with the stream's fps).
+        max_lost_tracks: Cap on lost tracks kept (oldest dropped first).
+        duplicate_iou: Tracked and lost tracks overlapping more than this are deduplicated.
+        class_aware: Match tracks only to detections of the same class.
+        output_coasting: Also report tracks not matched this frame (``det_index`` -1).
+    """
 
     high_threshold: float = Field(0.5, gt=0.0, le=1.0)
     low_threshold: float = Field(0.1, ge=0.0, le=1.0)
     new_track_threshold: float = Field(0.6, gt=0.0, le=1.0)
     match_threshold: float = Field(0.8, gt=0.0, le=1.0)
-    second_match_threshold: float = Field(0.5, gt=0.0, le=1.0)
+    low_match_threshold: float = Field(0.5, gt=0.0, le=1.0)
     unconfirmed_match_threshold: float = Field(0.7, gt=0.0, le=1.0)
-    lost_track_buffer_s: float = Field(1.0, gt=0.0, le=3600.0)
     fuse_score: bool = True
-    class_aware: bool = False
+    lost_track_buffer_s: float = Field(1.0, gt=0.0, le=3600.0)
     max_lost_tracks: int = Field(1000, ge=1, le=1_000_000)
+    duplicate_iou: float = Field(0.85, gt=0.0, le=1.0)
+    class_aware: bool = False
+    output_coasting: bool = False
 
     @model_validator(mode="after")
     def _low_below_high(self) -> ByteTrackParams:
