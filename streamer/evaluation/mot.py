@@ -203,14 +203,16 @@ def run_tracker_on_mot_detections(
         -1)`` ordered by frame, ready for :func:`write_mot` or :func:`evaluate_mot`.
 
     Raises:
-        ValueError: if ``det_rows`` is not ``(R, >=7)`` or a detection lies beyond
-            ``num_frames``.
+        ValueError: if ``det_rows`` is not ``(R, >=7)``, a frame is not an integer
+            >= 1, or a detection lies beyond ``num_frames``.
     """
     dets = np.asarray(det_rows, dtype=np.float64)
     if dets.size == 0:
         dets = dets.reshape(0, 10)
     if dets.ndim != 2 or dets.shape[1] < 7:
         raise ValueError(f"det_rows: expected shape (R, >=7), got {np.shape(det_rows)}")
+    if np.any(dets[:, 0] < 1) or np.any(dets[:, 0] != np.round(dets[:, 0])):
+        raise ValueError("det_rows: frames must be integers >= 1")
     frames = dets[:, 0].astype(np.int64)
     last = int(frames.max()) if len(frames) else 0
     n_frames = last if num_frames is None else int(num_frames)
