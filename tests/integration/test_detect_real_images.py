@@ -246,35 +246,8 @@ def test_unavailable_provider_lists_the_available_ones():
     assert "NoSuchExecutionProvider" in str(info.value)
 
 
-def _tiny_model(path: Path, output_shape: tuple[int, int, int]) -> Path:
-    """A valid ONNX model: image input [1, 3, 32, 32] -> a slice of it of ``output_shape``."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
-
-    _, h, w = output_shape
-    starts = helper.make_tensor("starts", TensorProto.INT64, [3], [0, 0, 0])
-    ends = helper.make_tensor("ends", TensorProto.INT64, [3], [1, h, w])
-    axes = helper.make_tensor("axes", TensorProto.INT64, [3], [1, 2, 3])
-    shape = helper.make_tensor("shape", TensorProto.INT64, [3], list(output_shape))
-    graph = helper.make_graph(
-        [
-            helper.make_node("Slice", ["images", "starts", "ends", "axes"], ["sliced"]),
-            helper.make_node("Reshape", ["sliced", "shape"], ["output"]),
-        ],
-        "tiny",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, list(output_shape))],
-        initializer=[starts, ends, axes, shape],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
-
-
-def test_unknown_output_layout_names_the_shape(tmp_path):
-    path = _tiny_model(tmp_path / "tiny.onnx", (1, 7, 7))
+def test_unknown_output_layout_names_the_shape(tiny_onnx):
+    path = tiny_onnx((1, 7, 7))
     backend = OnnxRuntimeBackend(path)
     assert backend.output_shapes == [(1, 7, 7)]
     assert backend.run(np.ones((1, 3, 32, 32), np.float32))[0].shape == (1, 7, 7)

@@ -1,0 +1,60 @@
+"""Shared fixtures: the shared-data resolver with clean skips, and a tiny ONNX model maker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from streamer.data import data_path
+
+
+def require_data(relative: str) -> Path:
+    """Path of a shared data file, or skip the test with a reason when it is absent."""
+    path = data_path(relative)
+    if not path.exists():
+        pytest.skip(f"shared test data not found: {path} (set STREAMER_DATA)")
+    return path
+
+
+@pytest.fixture
+def data() -> Callable[[str], Path]:
+    """``data("videos/x.mp4")`` resolves a shared data file or skips the test."""
+    return require_data
+
+
+def make_tiny_onnx(path: Path, output_shape: tuple[int, int, int]) -> Path:
+    """Write a valid ONNX model: image input [1, 3, 32, 32] -> a slice of ``output_shape``.
+
+    Used to provoke output layouts that no decoder knows.
+    """
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    _, h, w = output_shape
+    starts = helper.make_tensor("starts", TensorProto.INT64, [3], [0, 0, 0])
+    ends = helper.make_tensor("ends", TensorProto.INT64, [3], [1, h, w])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [3], [1, 2, 3])
+    shape = helper.make_tensor("shape", TensorProto.INT64, [3], list(output_shape))
+    graph = helper.make_graph(
+        [
+            helper.make_node("Slice", ["images", "starts", "ends", "axes"], ["sliced"]),
+            helper.make_node("Reshape", ["sliced", "shape"], ["output"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, list(output_shape))],
+        initializer=[starts, ends, axes, shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture
+def tiny_onnx(tmp_path: Path) -> Callable[[tuple[int, int, int]], Path]:
+    """``tiny_onnx((1, 7, 7))`` writes a tiny model with that output shape into tmp_path."""
+    return lambda shape: make_tiny_onnx(tmp_path / "tiny.onnx", shape)
