@@ -79,9 +79,7 @@ def main() -> int:
                 print("pipeline failed:", result.errors, file=sys.stderr)
                 return 1
             pipe_fps.append(result.fps)
-            stages = ", ".join(
-                f"{s.name} {s.latency.mean_ms:.1f}" for s in result.stage_stats
-            )
+            stages = ", ".join(f"{s.name} {s.latency.mean_ms:.1f}" for s in result.stage_stats)
             print(
                 f"pass {r + 1}: detector-only {det_fps[-1]:.2f} fps, pipeline "
                 f"{pipe_fps[-1]:.2f} fps (stage mean ms: {stages})"

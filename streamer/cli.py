@@ -217,9 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-o", "--output", help="run directory (default: runs/<name>-<timestamp>)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument(
-        "--max-frames", type=int, metavar="N", help="stop each source after N frames"
-    )
+    run.add_argument("--max-frames", type=int, metavar="N", help="stop each source after N frames")
     run.set_defaults(func=_cmd_run)
     val = sub.add_parser("validate", help="check a pipeline and print its resolved config")
     val.add_argument("pipeline", help="pipeline YAML")

@@ -11,7 +11,7 @@ construction so that one instance can be shared by several sinks without copies.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -210,7 +210,7 @@ class StreamGap:
     missing_frames: int
 
 
-Event = Union[StreamStart, StreamEnd, StreamGap]
+Event = StreamStart | StreamEnd | StreamGap
 
 
 @dataclass
@@ -243,4 +243,4 @@ class Packet:
         return self.frame.seq
 
 
-Item = Union[Packet, StreamStart, StreamEnd, StreamGap]
+Item = Packet | StreamStart | StreamEnd | StreamGap

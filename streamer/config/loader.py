@@ -69,8 +69,7 @@ def substitute(value: Any, loc: tuple[Any, ...] = ()) -> Any:
         if ":-" in arg:
             return default
         raise ConfigError(
-            f"{format_path(loc)}: environment variable {name} is not set "
-            f"(used as ${{env:{name}}})"
+            f"{format_path(loc)}: environment variable {name} is not set (used as ${{env:{name}}})"
         )
 
     return _SUBST.sub(repl, value)
@@ -179,7 +178,9 @@ def validation_message(error: ValidationError, source: str) -> str:
         inp = first["input"]
         if not isinstance(inp, dict):
             got = f", got {_describe_input(inp, loc)}"
-    more = f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})" if len(errs) > 1 else ""
+    more = ""
+    if len(errs) > 1:
+        more = f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})"
     return f"{source}: {format_path(clean)}: {msg}{got}{more}"
 
 

@@ -140,9 +140,9 @@ class AnnotatedVideoSinkConfig(StrictModel):
     name: str = Field("annotated_video", pattern=NAME_PATTERN)
     path: str = "annotated.mp4"
     crf: int = Field(23, ge=0, le=51)
-    preset: Literal[
-        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"
-    ] = "veryfast"
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = (
+        "veryfast"
+    )
     trace_length_s: float = Field(2.0, ge=0.0, le=60.0)
     queue: QueueConfig | None = None
 

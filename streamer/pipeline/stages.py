@@ -24,7 +24,10 @@ class TrackerLike(Protocol):
     """The tracker contract of :mod:`trackers` (see ``trackers.ByteTrack.update``)."""
 
     def update(
-        self, xyxy: np.ndarray, confidence: np.ndarray, class_id: np.ndarray,
+        self,
+        xyxy: np.ndarray,
+        confidence: np.ndarray,
+        class_id: np.ndarray,
         frames_elapsed: int = 1,
     ) -> Any: ...
 
@@ -57,7 +60,10 @@ class DetectStage(BaseStage):
     """
 
     def __init__(
-        self, detector: YoloDetector, name: str = "detect", max_batch: int = 1,
+        self,
+        detector: YoloDetector,
+        name: str = "detect",
+        max_batch: int = 1,
         max_wait_ms: float = 0.0,
     ) -> None:
         self.detector = detector
@@ -66,10 +72,12 @@ class DetectStage(BaseStage):
         self.max_wait_ms = max_wait_ms
 
     def process(self, packets: list[Packet]) -> list[Packet]:
-        tensors = [p.input_tensor for p in packets]
-        if any(t is None for t in tensors):
-            raise RuntimeError("packet reached detection without an input tensor")
-        batch = np.stack(tensors) if len(tensors) > 1 else tensors[0][None]  # type: ignore[index]
+        tensors: list[np.ndarray] = []
+        for p in packets:
+            if p.input_tensor is None:
+                raise RuntimeError("packet reached detection without an input tensor")
+            tensors.append(p.input_tensor)
+        batch = np.stack(tensors) if len(tensors) > 1 else tensors[0][None]
         outputs = self.detector.infer(batch)
         results = self.detector.postprocess(outputs, [p.letterbox for p in packets])
         for p, dets in zip(packets, results, strict=True):
@@ -144,4 +152,3 @@ class SinkStage(BaseStage):
 
     def close(self) -> None:
         self.sink.close()
-

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import av
 import av.error
+import numpy as np
 
 from streamer.errors import SourceError
 from streamer.types import Frame, StreamInfo
@@ -128,7 +129,7 @@ class VideoFileSource:
             return None
         except av.error.FFmpegError as e:
             raise SourceError(f"{self._where()}: decode error at frame {self._seq}: {e}") from None
-        image = vf.to_ndarray(format="bgr24")
+        image: np.ndarray = vf.to_ndarray(format="bgr24")
         if vf.pts is not None:
             if self._first_pts is None:
                 self._first_pts = vf.pts

@@ -17,7 +17,6 @@ from pathlib import Path
 import av
 import pytest
 import yaml
-
 from conftest import make_tiny_onnx, require_data
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,16 +88,23 @@ def test_validate_prints_resolved_config() -> None:
 
 def test_missing_video(tmp_path: Path, yolox: Path) -> None:
     p = write_pipeline(tmp_path, tmp_path / "nope.mp4", yolox)
-    assert_one_line_error(streamer("run", str(p), "-o", str(tmp_path / "out")),
-                          "source 'cam'", "nope.mp4", "not found")
+    assert_one_line_error(
+        streamer("run", str(p), "-o", str(tmp_path / "out")),
+        "source 'cam'",
+        "nope.mp4",
+        "not found",
+    )
 
 
 def test_file_that_is_not_a_video(tmp_path: Path, yolox: Path) -> None:
     fake = tmp_path / "notes.mp4"
     fake.write_text("these are not frames\n" * 100)
     p = write_pipeline(tmp_path, fake, yolox)
-    assert_one_line_error(streamer("run", str(p), "-o", str(tmp_path / "out")),
-                          "notes.mp4", "not a readable video file")
+    assert_one_line_error(
+        streamer("run", str(p), "-o", str(tmp_path / "out")),
+        "notes.mp4",
+        "not a readable video file",
+    )
 
 
 def test_missing_model(tmp_path: Path, pets: Path) -> None:
@@ -157,7 +163,12 @@ def test_yolox_pipeline_writes_all_outputs(tmp_path: Path, pets: Path, yolox: Pa
     summary = json.loads((out / "summary.json").read_text())
     assert summary["packets_out"] == 795 and summary["errors"] == []
     assert [s["name"] for s in summary["stages"]] == [
-        "preprocess", "detect", "track", "annotated_video", "jsonl", "mot"
+        "preprocess",
+        "detect",
+        "track",
+        "annotated_video",
+        "jsonl",
+        "mot",
     ]
     assert "run summary" in proc.stderr and "p95" in proc.stderr
 
@@ -165,9 +176,20 @@ def test_yolox_pipeline_writes_all_outputs(tmp_path: Path, pets: Path, yolox: Pa
 def test_ctrl_c_flushes_and_closes_outputs(tmp_path: Path, pets: Path, yolox: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamer", "run", "pipelines/pets09_yolox.yaml",
-         "-o", str(out), "--no-progress"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "streamer",
+            "run",
+            "pipelines/pets09_yolox.yaml",
+            "-o",
+            str(out),
+            "--no-progress",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     jsonl = out / "tracks.jsonl"
     deadline = time.monotonic() + 60

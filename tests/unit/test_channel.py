@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from streamer.errors import ChannelBroken, ChannelClosed
 from streamer.pipeline.channel import Channel
-from streamer.types import Frame, Packet, StreamEnd, StreamStart, StreamInfo
+from streamer.types import Frame, Packet, StreamEnd, StreamInfo, StreamStart
 
 NO_STOP = threading.Event()
 
