@@ -28,7 +28,7 @@ from streamer.errors import ChannelBroken, ChannelClosed, SourceError, StageErro
 from streamer.pipeline.channel import Channel, ChannelStats, OverflowPolicy
 from streamer.pipeline.metrics import LatencyStats, StageStats
 from streamer.pipeline.stage import Source, Stage
-from streamer.types import Packet, StreamEnd, StreamGap, StreamStart
+from streamer.types import Event, Packet, StreamEnd, StreamGap, StreamStart
 
 
 @dataclass(frozen=True)
@@ -291,6 +291,7 @@ class Pipeline:
         stats = self.stage_stats[index]
         is_last = out is None
         current: Packet | None = None
+        current_event: Event | None = None
         try:
             while not self._hard_stop.is_set():
                 try:
@@ -301,7 +302,9 @@ class Pipeline:
                     continue
                 first = items[0]
                 if not isinstance(first, Packet):
+                    current_event = first
                     stage.on_event(first)
+                    current_event = None
                     if out is not None:
                         out.put(first, self._hard_stop)
                     continue
@@ -325,10 +328,10 @@ class Pipeline:
         except ChannelBroken:
             inp.break_()
         except StreamerError as e:
-            self._fail(self._stage_error(e, stage.name, current))
+            self._fail(self._stage_error(e, stage.name, current, current_event))
             inp.break_()
         except Exception as e:
-            self._fail(self._stage_error(e, stage.name, current, with_type=True))
+            self._fail(self._stage_error(e, stage.name, current, current_event, with_type=True))
             inp.break_()
         finally:
             try:
@@ -342,14 +345,18 @@ class Pipeline:
 
     @staticmethod
     def _stage_error(
-        e: BaseException, stage: str, packet: Packet | None, with_type: bool = False
+        e: BaseException,
+        stage: str,
+        packet: Packet | None,
+        event: Event | None,
+        with_type: bool = False,
     ) -> StageError:
         if isinstance(e, StageError):
             return e
         msg = f"{type(e).__name__}: {e}" if with_type else str(e)
-        return StageError(
-            msg,
-            stage=stage,
-            source_id=packet.source_id if packet is not None else None,
-            seq=packet.seq if packet is not None else None,
-        )
+        if packet is not None:
+            return StageError(msg, stage=stage, source_id=packet.source_id, seq=packet.seq)
+        if event is not None:
+            msg = f"on {type(event).__name__}: {msg}"
+            return StageError(msg, stage=stage, source_id=event.source_id)
+        return StageError(msg, stage=stage)

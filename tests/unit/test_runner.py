@@ -180,3 +180,21 @@ def test_hard_stop_returns_quickly_with_slow_stage() -> None:
 def test_pipeline_validates_its_graph(kwargs: dict, error: str) -> None:
     with pytest.raises(ValueError, match=error):
         Pipeline(**kwargs)
+
+
+class FailsOnStart(BaseStage):
+    name = "sink"
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, StreamStart):
+            raise OSError("disk full")
+
+    def process(self, packets: list[Packet]) -> list[Packet]:
+        return packets
+
+
+def test_error_while_handling_an_event_names_stage_and_source() -> None:
+    t0 = time.monotonic()
+    result = Pipeline([SyntheticSource("cam", frames=10**9)], [FailsOnStart()]).run()
+    assert time.monotonic() - t0 < 2.0
+    assert result.errors == ["stage 'sink', source 'cam': on StreamStart: OSError: disk full"]
