@@ -22,8 +22,10 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 
 from streamer.data import data_path
 from streamer.evaluation.mot import (
@@ -41,19 +43,9 @@ SEQUENCES = {"TUD-Campus": 71, "TUD-Stadtmitte": 179}
 FRAME_RATE = 25.0
 """MOT15 frame rate of both TUD sequences, frames per second."""
 
-TUD_PARAMS: dict[str, float | bool] = {
-    # The Faster R-CNN scores lie in [0.5, 1.0] with 85 % >= 0.95, so "high" must sit
-    # inside that range for the second (low-score) association to see any boxes.
-    "high_threshold": 0.85,
-    "low_threshold": 0.1,
-    "new_track_threshold": 0.95,
-    "match_threshold": 0.8,
-    "low_match_threshold": 0.5,
-    "unconfirmed_match_threshold": 0.7,
-    "fuse_score": True,
-    "lost_track_buffer_s": 2.0,
-}
-"""One parameter set for both sequences (also used by tests/integration/test_mot_metrics.py)."""
+TUD_PRESET = Path(__file__).resolve().parents[1] / "configs/trackers/bytetrack_mot15_frcnn.yaml"
+TUD_PARAMS: dict[str, Any] = yaml.safe_load(TUD_PRESET.read_text())["params"]
+"""One parameter set for both TUD sequences (the preset file says why)."""
 
 
 def _time_updates(det_rows: np.ndarray, num_frames: int, repeats: int = 5) -> float:
@@ -66,7 +58,7 @@ def _time_updates(det_rows: np.ndarray, num_frames: int, repeats: int = 5) -> fl
         inputs.append((xyxy, d[:, 6].astype(np.float32), np.zeros(len(d), np.int32)))
     best = float("inf")
     for _ in range(repeats):
-        tracker = ByteTrack(frame_rate=FRAME_RATE, **TUD_PARAMS)  # type: ignore[arg-type]
+        tracker = ByteTrack(frame_rate=FRAME_RATE, **TUD_PARAMS)
         start = time.perf_counter()
         for xyxy, conf, cls in inputs:
             tracker.update(xyxy, conf, cls)
@@ -87,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         for seq, n_frames in SEQUENCES.items():
             gt = read_mot(data_path(f"mot/{seq}/gt.txt"))
             det = read_mot(data_path(f"mot/sort_frcnn_det/{seq}/det.txt"))
-            tracker = ByteTrack(frame_rate=FRAME_RATE, **TUD_PARAMS)  # type: ignore[arg-type]
+            tracker = ByteTrack(frame_rate=FRAME_RATE, **TUD_PARAMS)
             pred = run_tracker_on_mot_detections(
                 tracker,
                 det,

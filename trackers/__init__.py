@@ -11,11 +11,12 @@ from __future__ import annotations
 from trackers.bytetrack import ByteTrack
 from trackers.kalman import KalmanFilterXYAH, xyah_to_xyxy, xyxy_to_xyah
 from trackers.matching import box_iou, iou_cost, linear_assignment
-from trackers.types import TrackerOutput
+from trackers.types import Tracker, TrackerOutput
 
 __all__ = [
     "ByteTrack",
     "KalmanFilterXYAH",
+    "Tracker",
     "TrackerOutput",
     "box_iou",
     "iou_cost",

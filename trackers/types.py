@@ -8,6 +8,7 @@ other without copying.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -87,3 +88,24 @@ class TrackerOutput:
             np.zeros((0,), np.int64),
             np.zeros((0,), np.int32),
         )
+
+
+class Tracker(Protocol):
+    """The contract every tracker of this package meets (one instance per stream).
+
+    ``update`` takes one frame's detections — ``xyxy (N, 4)`` float pixels,
+    ``confidence (N,)``, ``class_id (N,)`` — and the number of frames since the
+    previous call (``> 1`` over a gap in the stream), and returns the frame's tracks.
+    """
+
+    def update(
+        self,
+        xyxy: npt.ArrayLike,
+        confidence: npt.ArrayLike,
+        class_id: npt.ArrayLike,
+        frames_elapsed: int = 1,
+    ) -> TrackerOutput: ...
+
+    def reset(self) -> None: ...
+
+    def set_frame_rate(self, fps: float) -> None: ...

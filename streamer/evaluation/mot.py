@@ -25,13 +25,14 @@ import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from trackers.types import Tracker
+
 __all__ = [
-    "MotTracker",
     "combine_mot",
     "evaluate_mot",
     "evaluate_mot_sequences",
@@ -145,38 +146,8 @@ def write_mot(path: str | os.PathLike[str], rows: npt.ArrayLike) -> None:
 # ---------------------------------------------------------------- running trackers
 
 
-class _TrackerResult(Protocol):
-    @property
-    def xyxy(self) -> np.ndarray: ...
-
-    @property
-    def confidence(self) -> np.ndarray: ...
-
-    @property
-    def track_id(self) -> np.ndarray: ...
-
-    @property
-    def det_index(self) -> np.ndarray: ...
-
-
-class MotTracker(Protocol):
-    """What :func:`run_tracker_on_mot_detections` needs (``trackers.ByteTrack`` fits)."""
-
-    def update(
-        self,
-        xyxy: npt.ArrayLike,
-        confidence: npt.ArrayLike,
-        class_id: npt.ArrayLike,
-        frames_elapsed: int = 1,
-    ) -> _TrackerResult: ...
-
-    def reset(self) -> None: ...
-
-    def set_frame_rate(self, fps: float) -> None: ...
-
-
 def run_tracker_on_mot_detections(
-    tracker: MotTracker,
+    tracker: Tracker,
     det_rows: npt.ArrayLike,
     frame_rate: float,
     *,

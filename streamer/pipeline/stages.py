@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
 
 import numpy as np
 
@@ -18,21 +17,9 @@ from streamer.detect.detector import YoloDetector
 from streamer.pipeline.stage import BaseStage
 from streamer.sinks.base import Sink
 from streamer.types import Event, Packet, StreamEnd, StreamGap, StreamStart, Tracks
+from trackers.types import Tracker
 
-
-class TrackerLike(Protocol):
-    """The tracker contract of :mod:`trackers` (see ``trackers.ByteTrack.update``)."""
-
-    def update(
-        self,
-        xyxy: np.ndarray,
-        confidence: np.ndarray,
-        class_id: np.ndarray,
-        frames_elapsed: int = 1,
-    ) -> Any: ...
-
-
-TrackerFactory = Callable[[float], TrackerLike]
+TrackerFactory = Callable[[float], Tracker]
 """Builds a tracker for a stream of the given frame rate (frames per second)."""
 
 
@@ -97,7 +84,7 @@ class TrackStage(BaseStage):
     def __init__(self, make_tracker: TrackerFactory, name: str = "track") -> None:
         self.make_tracker = make_tracker
         self.name = name
-        self._trackers: dict[str, TrackerLike] = {}
+        self._trackers: dict[str, Tracker] = {}
         self._pending_gap: dict[str, int] = {}
 
     def on_event(self, event: Event) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from streamer.data import data_path
 from streamer.evaluation.mot import (
@@ -39,17 +40,9 @@ needs_data = pytest.mark.skipif(
 SEQUENCES = {"TUD-Campus": 71, "TUD-Stadtmitte": 179}
 FRAME_RATE = 25.0  # MOT15 seqinfo frame rate of both TUD sequences
 
-# Same parameter set as scripts/eval_bytetrack_mot.py (one set for both sequences).
-TUD_PARAMS: dict[str, Any] = {
-    "high_threshold": 0.85,
-    "low_threshold": 0.1,
-    "new_track_threshold": 0.95,
-    "match_threshold": 0.8,
-    "low_match_threshold": 0.5,
-    "unconfirmed_match_threshold": 0.7,
-    "fuse_score": True,
-    "lost_track_buffer_s": 2.0,
-}
+TUD_PRESET = Path(__file__).resolve().parents[2] / "configs/trackers/bytetrack_mot15_frcnn.yaml"
+TUD_PARAMS: dict[str, Any] = yaml.safe_load(TUD_PRESET.read_text())["params"]
+"""One parameter set for both TUD sequences (the preset file says why)."""
 
 # MOTA of the best public Python ByteTracks on these detections (the bar to clear),
 # plus IDF1/HOTA floors about one point under what this implementation scores.
