@@ -39,7 +39,7 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def run_pipeline(
@@ -172,10 +172,50 @@ def summary_table(result: RunResult) -> Table:
     return table
 
 
+def check_inputs(cfg: PipelineConfig) -> list[str]:
+    """Open every source and load the model without running anything.
+
+    Returns:
+        One line per input checked (what was found).
+
+    Raises:
+        SourceError: a source cannot be opened.
+        BackendError: the model cannot be loaded or its output layout is unknown.
+        ConfigError: a class filter names a class the model does not have.
+    """
+    from streamer.config.schema import DetectStageConfig
+    from streamer.pipeline.build import make_detector
+    from streamer.sources.video_file import VideoFileSource
+
+    found = []
+    for s in cfg.sources:
+        src = VideoFileSource(s.path, source_id=s.id)
+        try:
+            info = src.open()
+        finally:
+            src.close()
+        found.append(
+            f"source '{s.id}': {info.width_px}x{info.height_px} at {info.fps:g} fps, "
+            f"{info.frame_count if info.frame_count is not None else 'unknown'} frames"
+        )
+    det = cfg.stages[0]
+    assert isinstance(det, DetectStageConfig)  # guaranteed by the schema
+    detector = make_detector(det)
+    found.append(
+        f"model {det.model.name}: layout {detector.layout}, input {detector.input_wh}, "
+        f"{len(detector.class_names)} classes"
+    )
+    return found
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     cfg = load_pipeline(args.pipeline)
     sys.stdout.write(dump_resolved(cfg))
-    _stderr().print(f"[green]ok[/green]: {args.pipeline} is a valid pipeline")
+    console = _stderr()
+    if not args.config_only:
+        for line in check_inputs(cfg):
+            console.print(f"  {line}")
+    console.print(f"[green]ok[/green]: {args.pipeline} is a valid pipeline")
     return EXIT_OK
 
 
@@ -221,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
     val = sub.add_parser("validate", help="check a pipeline and print its resolved config")
     val.add_argument("pipeline", help="pipeline YAML")
+    val.add_argument(
+        "--config-only",
+        action="store_true",
+        help="check the YAML only; do not open the sources or load the model",
+    )
     val.set_defaults(func=_cmd_validate)
     return parser
 

@@ -84,6 +84,14 @@ def test_validate_prints_resolved_config() -> None:
     assert resolved["name"] == "pets09_people"
     assert resolved["stages"][0]["model"].endswith("yolov8n_int8_dynamic.onnx")
     assert resolved["stages"][1]["params"]["lost_track_buffer_s"] > 0
+    assert "source 'pets09': 480x360 at 10 fps, 795 frames" in proc.stderr
+    assert "layout ultralytics, input (640, 640), 80 classes" in proc.stderr
+
+
+def test_validate_checks_inputs_unless_config_only(tmp_path: Path, yolox: Path) -> None:
+    p = write_pipeline(tmp_path, tmp_path / "nope.mp4", yolox)
+    assert_one_line_error(streamer("validate", str(p)), "nope.mp4", "not found")
+    assert streamer("validate", "--config-only", str(p)).returncode == 0
 
 
 def test_missing_video(tmp_path: Path, yolox: Path) -> None:
