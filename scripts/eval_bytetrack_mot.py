@@ -44,7 +44,9 @@ FRAME_RATE = 25.0
 """MOT15 frame rate of both TUD sequences, frames per second."""
 
 TUD_PRESET = Path(__file__).resolve().parents[1] / "configs/trackers/bytetrack_mot15_frcnn.yaml"
-TUD_PARAMS: dict[str, Any] = yaml.safe_load(TUD_PRESET.read_text())["params"]
+TUD_PARAMS: dict[str, Any] = {
+    k: v for k, v in yaml.safe_load(TUD_PRESET.read_text())["tracker"].items() if k != "type"
+}
 """One parameter set for both TUD sequences (the preset file says why)."""
 
 

@@ -29,7 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from streamer.config.loader import dump_resolved, load_pipeline
-from streamer.config.schema import PipelineConfig
+from streamer.config.schema import TRACKER_TYPES, PipelineConfig
 from streamer.errors import ConfigError, StreamerError
 from streamer.pipeline.runner import Pipeline, RunResult
 
@@ -243,6 +243,58 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_track(args: argparse.Namespace) -> int:
+    from streamer.evaluation import commands as ev
+
+    cfg = ev.tracker_config(args.tracker, args.preset, ev.parse_overrides(args.set or []))
+    console = _stderr()
+    if args.det is not None:
+        jobs = {Path(args.det).stem: (Path(args.det), Path(args.out))}
+    else:
+        seqs = ev.find_sequences(Path(args.det_dir), "det")
+        jobs = {name: (det, Path(args.out) / f"{name}.txt") for name, det in seqs.items()}
+    t0 = time.perf_counter()
+    for name, (det, out) in jobs.items():
+        frames, rows = ev.run_track(det, out, cfg, args.fps)
+        console.print(f"{name}: {frames} frames, {rows} track rows -> {out}")
+    console.print(
+        f"tracker {cfg.type} ({len(jobs)} sequence(s), {time.perf_counter() - t0:.2f} s): "
+        f"{cfg.model_dump(exclude={'type'})}"
+    )
+    return EXIT_OK
+
+
+def _cmd_eval_mot(args: argparse.Namespace) -> int:
+    from streamer.evaluation import commands as ev
+
+    if args.gt is not None:
+        if args.pred is None:
+            raise ConfigError("eval mot: --gt needs --pred")
+        gt = Path(args.gt)
+        name = gt.parent.name if gt.name == "gt.txt" else gt.stem
+        if name == "gt":  # MOTChallenge layout <seq>/gt/gt.txt
+            name = gt.parent.parent.name
+        pairs = {name: (gt, Path(args.pred))}
+    else:
+        if args.pred_dir is None:
+            raise ConfigError("eval mot: --gt-dir needs --pred-dir")
+        gts = ev.find_sequences(Path(args.gt_dir), "gt")
+        pred_dir = Path(args.pred_dir)
+        pairs = {
+            n: (g, pred_dir / f"{n}.txt")
+            for n, g in gts.items()
+            if (pred_dir / f"{n}.txt").exists()
+        }
+        if not pairs:
+            raise ConfigError(
+                f"eval mot: no predictions in {pred_dir} for the sequences of {args.gt_dir} "
+                f"({', '.join(gts)}); expected <seq>.txt"
+            )
+    results = ev.evaluate_pairs(pairs)
+    print(ev.results_json(results) if args.json else ev.format_table(results))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamer", description="Real-time video analytics from a pipeline YAML."
@@ -267,6 +319,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the YAML only; do not open the sources or load the model",
     )
     val.set_defaults(func=_cmd_validate)
+
+    trk = sub.add_parser("track", help="run a tracker over MOT detection files (no images)")
+    src = trk.add_mutually_exclusive_group(required=True)
+    src.add_argument("--det", help="MOT detection file (frame,-1,x,y,w,h,score,...)")
+    src.add_argument("--det-dir", help="folder of sequences: <seq>/det/det.txt or <seq>/det.txt")
+    trk.add_argument("--out", required=True, help="output MOT file (a folder with --det-dir)")
+    trk.add_argument("--tracker", choices=TRACKER_TYPES, help="tracker type (default bytetrack)")
+    trk.add_argument("--preset", help="tracker preset: a name in configs/trackers/ or a path")
+    trk.add_argument("--fps", type=float, help="frame rate (default: seqinfo.ini, else 30)")
+    trk.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a tracker parameter"
+    )
+    trk.set_defaults(func=_cmd_track)
+
+    ev = sub.add_parser("eval", help="evaluate outputs against ground truth")
+    ev_sub = ev.add_subparsers(dest="what", required=True)
+    mot = ev_sub.add_parser("mot", help="HOTA, MOTA, IDF1 of MOT files (TrackEval)")
+    gt = mot.add_mutually_exclusive_group(required=True)
+    gt.add_argument("--gt", help="ground-truth MOT file")
+    gt.add_argument("--gt-dir", help="folder of sequences: <seq>/gt/gt.txt or <seq>/gt.txt")
+    mot.add_argument("--pred", help="predicted MOT file (with --gt)")
+    mot.add_argument("--pred-dir", help="folder of <seq>.txt predictions (with --gt-dir)")
+    mot.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    mot.set_defaults(func=_cmd_eval_mot)
     return parser
 
 

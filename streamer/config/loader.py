@@ -155,23 +155,22 @@ def _describe_input(value: Any, loc: tuple[Any, ...]) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def validation_message(error: ValidationError, source: str) -> str:
-    """One line for a pydantic error: the first problem with its YAML path and value."""
+def validation_message(
+    error: ValidationError, source: str, prefix: tuple[str | int, ...] = ()
+) -> str:
+    """One line for a pydantic error: the first problem with its YAML path and value.
+
+    Args:
+        error: The pydantic error.
+        source: What was validated (a file name), printed first.
+        prefix: Path of the validated value inside a larger document.
+    """
     errs = error.errors(include_url=False)
     first = errs[0]
-    loc = tuple(first["loc"])
-    # Drop the discriminator tag pydantic inserts for tagged unions ('stages.1.detect.x').
-    clean: list[Any] = []
-    for i, part in enumerate(loc):
-        if (
-            i > 0
-            and isinstance(loc[i - 1], int)
-            and isinstance(part, str)
-            and i + 1 < len(loc)
-            and part in _TAGS
-        ):
-            continue
-        clean.append(part)
+    loc = (*prefix, *first["loc"])
+    # Drop the discriminator tags pydantic inserts for tagged unions
+    # ('stages.1.detect.iou_threshold' -> 'stages[1].iou_threshold').
+    clean = [p for i, p in enumerate(loc) if not (i > 0 and p in _TAGS)]
     msg = str(first["msg"]).removeprefix("Value error, ")
     got = ""
     if first["type"] not in ("missing",) and "input" in first:
@@ -186,6 +185,9 @@ def validation_message(error: ValidationError, source: str) -> str:
 
 _TAGS = {
     "video_file",
+    "bytetrack",
+    "sort",
+    "ocsort",
     "detect",
     "track",
     "annotated_video",

@@ -80,8 +80,8 @@ class DetectStageConfig(StrictModel):
     queue: QueueConfig | None = None
 
 
-class ByteTrackParams(StrictModel):
-    """ByteTrack thresholds (Zhang et al., ECCV 2022); see ``trackers.ByteTrack`` for each.
+class ByteTrackConfig(StrictModel):
+    """ByteTrack (Zhang et al., ECCV 2022); see ``trackers.ByteTrack`` for each field.
 
     Attributes:
         high_threshold: Detections at or above go to the first association, (0, 1].
@@ -99,6 +99,7 @@ class ByteTrackParams(StrictModel):
         output_coasting: Also report tracks not matched this frame (``det_index`` -1).
     """
 
+    type: Literal["bytetrack"]
     high_threshold: float = Field(0.5, gt=0.0, le=1.0)
     low_threshold: float = Field(0.1, ge=0.0, le=1.0)
     new_track_threshold: float = Field(0.6, gt=0.0, le=1.0)
@@ -113,7 +114,7 @@ class ByteTrackParams(StrictModel):
     output_coasting: bool = False
 
     @model_validator(mode="after")
-    def _low_below_high(self) -> ByteTrackParams:
+    def _low_below_high(self) -> ByteTrackConfig:
         if self.low_threshold >= self.high_threshold:
             raise ValueError(
                 f"low_threshold ({self.low_threshold}) must be below "
@@ -122,14 +123,81 @@ class ByteTrackParams(StrictModel):
         return self
 
 
+class SortConfig(StrictModel):
+    """SORT (Bewley et al., ICIP 2016); see ``trackers.Sort`` for each field.
+
+    Attributes:
+        iou_threshold: Smallest IoU of a track/detection match, (0, 1].
+        lost_track_buffer_s: How long a track survives without a match, seconds
+            (the reference's ``max_age`` frames divided by the fps).
+        min_hits: Consecutive matches before a track is reported.
+        det_threshold: Detections below this confidence are ignored, [0, 1].
+        max_tracks: Cap on live tracks.
+        class_aware: Match tracks only to detections of the same class.
+        output_coasting: Also report tracks not matched this frame (``det_index`` -1).
+    """
+
+    type: Literal["sort"]
+    iou_threshold: float = Field(0.3, gt=0.0, le=1.0)
+    lost_track_buffer_s: float = Field(1.0 / 30.0, gt=0.0, le=3600.0)
+    min_hits: int = Field(3, ge=1, le=1000)
+    det_threshold: float = Field(0.0, ge=0.0, le=1.0)
+    max_tracks: int = Field(10_000, ge=1, le=1_000_000)
+    class_aware: bool = False
+    output_coasting: bool = False
+
+
+class OcSortConfig(StrictModel):
+    """OC-SORT (Cao et al., CVPR 2023); see ``trackers.OcSort`` for each field.
+
+    Attributes:
+        det_threshold: Detections at or above take part in association, (0, 1].
+        lost_track_buffer_s: How long a track survives without a match, seconds.
+        min_hits: Consecutive matches before a track is reported.
+        iou_threshold: Smallest IoU of a match, (0, 1].
+        momentum_window_s: Time between the observations whose direction gives a
+            track's velocity (observation-centric momentum), seconds.
+        inertia: Weight of the direction-consistency cost, [0, 1].
+        use_byte: Also associate low-score detections (BYTE), as in ByteTrack.
+        low_threshold: Lowest confidence used by ``use_byte``, [0, det_threshold).
+        max_tracks: Cap on live tracks.
+        class_aware: Match tracks only to detections of the same class.
+        output_coasting: Also report tracks not matched this frame (``det_index`` -1).
+    """
+
+    type: Literal["ocsort"]
+    det_threshold: float = Field(0.6, gt=0.0, le=1.0)
+    lost_track_buffer_s: float = Field(1.0, gt=0.0, le=3600.0)
+    min_hits: int = Field(3, ge=1, le=1000)
+    iou_threshold: float = Field(0.3, gt=0.0, le=1.0)
+    momentum_window_s: float = Field(0.1, gt=0.0, le=60.0)
+    inertia: float = Field(0.2, ge=0.0, le=1.0)
+    use_byte: bool = False
+    low_threshold: float = Field(0.1, ge=0.0, le=1.0)
+    max_tracks: int = Field(10_000, ge=1, le=1_000_000)
+    class_aware: bool = False
+    output_coasting: bool = False
+
+
+TrackerConfig = Annotated[ByteTrackConfig | SortConfig | OcSortConfig, Field(discriminator="type")]
+TRACKER_TYPES = ("bytetrack", "sort", "ocsort")
+
+
+def _default_tracker() -> ByteTrackConfig:
+    return ByteTrackConfig.model_validate({"type": "bytetrack"})
+
+
 class TrackStageConfig(StrictModel):
-    """Multi-object tracking, one tracker instance per source."""
+    """Multi-object tracking, one tracker instance per source.
+
+    ``tracker.type`` picks the algorithm (``bytetrack``, ``sort``, ``ocsort``); the
+    other keys of ``tracker`` are that algorithm's parameters.
+    """
 
     type: Literal["track"]
     name: str = Field("track", pattern=NAME_PATTERN)
     preset: str | None = None
-    tracker: Literal["bytetrack"] = "bytetrack"
-    params: ByteTrackParams = Field(default_factory=ByteTrackParams)  # type: ignore[arg-type]
+    tracker: TrackerConfig = Field(default_factory=_default_tracker)
     queue: QueueConfig | None = None
 
 

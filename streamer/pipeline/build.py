@@ -6,6 +6,7 @@ Only this module and the CLI read config; components get plain arguments.
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from streamer.sinks.jsonl import JsonlTracksSink
 from streamer.sinks.mot import MotTracksSink
 from streamer.sinks.video import AnnotatedVideoSink
 from streamer.sources.video_file import VideoFileSource
+from trackers.types import Tracker
 
 
 @dataclass
@@ -98,14 +100,34 @@ def make_detector(cfg: DetectStageConfig, index: int = 0) -> YoloDetector:
     return detector
 
 
+def tracker_class(tracker_type: str) -> Callable[..., Tracker]:
+    """The tracker class of a ``tracker.type`` name (``bytetrack``, ``sort``, ``ocsort``).
+
+    Raises:
+        ConfigError: an unknown name (the schema normally rules that out).
+    """
+    if tracker_type == "bytetrack":
+        from trackers.bytetrack import ByteTrack
+
+        return ByteTrack
+    if tracker_type == "sort":
+        from trackers.sort import Sort
+
+        return Sort
+    if tracker_type == "ocsort":
+        from trackers.ocsort import OcSort
+
+        return OcSort
+    raise ConfigError(f"unknown tracker type {tracker_type!r} (known: bytetrack, sort, ocsort)")
+
+
 def make_tracker_factory(cfg: TrackStageConfig) -> TrackerFactory:
-    """A function that builds one tracker for a stream of a given fps."""
-    from trackers import ByteTrack
+    """A function that builds one tracker of ``cfg.tracker.type`` for a stream's fps."""
+    make = tracker_class(cfg.tracker.type)
+    params = cfg.tracker.model_dump(exclude={"type"})
 
-    params = cfg.params.model_dump()
-
-    def factory(fps: float) -> ByteTrack:
-        return ByteTrack(frame_rate=fps, **params)
+    def factory(fps: float) -> Tracker:
+        return make(frame_rate=fps, **params)
 
     return factory
 

@@ -83,7 +83,7 @@ def test_validate_prints_resolved_config() -> None:
     resolved = yaml.safe_load(proc.stdout)
     assert resolved["name"] == "pets09_people"
     assert resolved["stages"][0]["model"].endswith("yolov8n_int8_dynamic.onnx")
-    assert resolved["stages"][1]["params"]["lost_track_buffer_s"] > 0
+    assert resolved["stages"][1]["tracker"]["lost_track_buffer_s"] > 0
     assert "source 'pets09': 480x360 at 10 fps, 795 frames" in proc.stderr
     assert "layout ultralytics, input (640, 640), 80 classes" in proc.stderr
 

@@ -41,7 +41,9 @@ SEQUENCES = {"TUD-Campus": 71, "TUD-Stadtmitte": 179}
 FRAME_RATE = 25.0  # MOT15 seqinfo frame rate of both TUD sequences
 
 TUD_PRESET = Path(__file__).resolve().parents[2] / "configs/trackers/bytetrack_mot15_frcnn.yaml"
-TUD_PARAMS: dict[str, Any] = yaml.safe_load(TUD_PRESET.read_text())["params"]
+TUD_PARAMS: dict[str, Any] = {
+    k: v for k, v in yaml.safe_load(TUD_PRESET.read_text())["tracker"].items() if k != "type"
+}
 """One parameter set for both TUD sequences (the preset file says why)."""
 
 # MOTA of the best public Python ByteTracks on these detections (the bar to clear),

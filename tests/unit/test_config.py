@@ -36,24 +36,34 @@ def test_minimal_pipeline_resolves_defaults_presets_and_paths(tmp_path: Path) ->
     assert det.type == "detect" and det.model == tmp_path / "model.onnx"
     assert det.conf_threshold == 0.25 and det.providers == ["CPUExecutionProvider"]
     track = cfg.stages[1]
-    assert track.type == "track" and track.tracker == "bytetrack"
+    assert track.type == "track" and track.tracker.type == "bytetrack"
     # The repository preset supplies the thresholds.
     preset = yaml.safe_load((REPO / "configs/trackers/bytetrack.yaml").read_text())
-    assert track.params.high_threshold == preset["params"]["high_threshold"]
+    assert track.tracker.high_threshold == preset["tracker"]["high_threshold"]
     dumped = yaml.safe_load(dump_resolved(cfg))
-    assert dumped["stages"][1]["params"]["lost_track_buffer_s"] == track.params.lost_track_buffer_s
+    assert (
+        dumped["stages"][1]["tracker"]["lost_track_buffer_s"] == track.tracker.lost_track_buffer_s
+    )
     assert dumped["queue"] == {"capacity": 4, "policy": "block"}
+
+
+def test_tracker_type_selects_the_algorithm(tmp_path: Path) -> None:
+    text = BASE.replace(
+        "{type: track, preset: bytetrack}", "{type: track, tracker: {type: sort, min_hits: 1}}"
+    )
+    tracker = load_pipeline(write(tmp_path, text)).stages[1].tracker
+    assert tracker.type == "sort" and tracker.min_hits == 1 and tracker.iou_threshold == 0.3
 
 
 def test_pipeline_overrides_preset_values(tmp_path: Path) -> None:
     text = BASE.replace(
         "{type: track, preset: bytetrack}",
-        "{type: track, preset: bytetrack, params: {lost_track_buffer_s: 7.5}}",
+        "{type: track, preset: bytetrack, tracker: {lost_track_buffer_s: 7.5}}",
     )
     cfg = load_pipeline(write(tmp_path, text))
     preset = yaml.safe_load((REPO / "configs/trackers/bytetrack.yaml").read_text())
-    assert cfg.stages[1].params.lost_track_buffer_s == 7.5
-    assert cfg.stages[1].params.high_threshold == preset["params"]["high_threshold"]
+    assert cfg.stages[1].tracker.lost_track_buffer_s == 7.5
+    assert cfg.stages[1].tracker.high_threshold == preset["tracker"]["high_threshold"]
 
 
 def test_env_and_data_substitution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,8 +100,19 @@ def test_env_and_data_substitution(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         ),
         (
             "{type: track, preset: bytetrack}",
-            "{type: track, preset: bytetrack, params: {low_threshold: 0.9, high_threshold: 0.5}}",
-            "stages[1].params: low_threshold (0.9) must be below high_threshold (0.5)",
+            "{type: track, preset: bytetrack, tracker: {low_threshold: 0.9, high_threshold: 0.5}}",
+            "stages[1].tracker: low_threshold (0.9) must be below high_threshold (0.5)",
+        ),
+        (
+            "{type: track, preset: bytetrack}",
+            "{type: track, tracker: {type: deepsort}}",
+            "stages[1].tracker: Input tag 'deepsort' found using 'type' does not match any of "
+            "the expected tags: 'bytetrack', 'sort', 'ocsort'",
+        ),
+        (
+            "{type: track, preset: bytetrack}",
+            "{type: track, tracker: {type: sort, high_threshold: 0.5}}",
+            "stages[1].tracker.high_threshold: Extra inputs are not permitted, got 0.5",
         ),
         ("name: demo", "name: 'has space'", "name: String should match pattern"),
         ("  - {type: video_file, id: cam, path: clip.mp4}", "  []", "sources: List should have"),
