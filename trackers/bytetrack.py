@@ -5,8 +5,10 @@ ECCV 2022. Reference implementation: ``ifzhang/ByteTrack``
 ``yolox/tracker/byte_tracker.py``. This is an independent implementation of the same
 algorithm with these differences (each deliberate):
 
-* Tracks live in one struct-of-arrays table, so prediction and correction of all
-  tracks are a few batched numpy operations (:class:`trackers.kalman.KalmanFilterXYAH`).
+* The Kalman states of all tracks live in one array, so prediction and correction
+  of all tracks are a few batched numpy operations on the packed (per-coordinate
+  2x2 block) covariance of :class:`trackers.kalman.KalmanFilterXYAH`; the
+  bookkeeping of a frame's few tracks is plain Python.
 * Identities are per instance, start at 1 and are handed out when a track is
   *confirmed* (the reference numbers every tentative track, so its ids have gaps).
 * Removed tracks are dropped at once (the reference keeps every removed track in
@@ -42,18 +44,34 @@ Algorithm per frame (``update``):
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 from numbers import Integral, Real
 
 import numpy as np
 import numpy.typing as npt
 
-from trackers.kalman import KalmanFilterXYAH, xyah_to_xyxy, xyxy_to_xyah
-from trackers.matching import NO_MATCH_COST, box_iou, iou_cost, linear_assignment
+from trackers.kalman import PACKED_ROWS, KalmanFilterXYAH
+from trackers.matching import _TINY_AREA, match_candidates
 from trackers.types import TrackerOutput
 
-_TRACKED = np.int8(0)
-_LOST = np.int8(1)
+# Track states.
+_TRACKED = 0  # confirmed, matched in the last frame
+_LOST = 1  # confirmed, unmatched for up to max_frames_lost frames
+_TENTATIVE = 2  # born last frame, not yet confirmed (no id)
+
+# Rows of the per-track float array: the packed Kalman state (trackers.kalman), then
+# the score of the detection the track was last updated with.
+_SCORE = PACKED_ROWS
+_X_ROWS = PACKED_ROWS + 1
+
+# Rows of a detection table (ByteTrack._detections) and of a box table (_box_table).
+_D_XYXY = slice(0, 4)  # x1, y1, x2, y2
+_D_XYAH = slice(4, 8)  # cx, cy, a, h (detections only)
+_D_AREA = 8
+_D_SCORE = 9  # (detections only)
+_D_ROWS = 10
 
 Float64Array = npt.NDArray[np.float64]
 IntpArray = npt.NDArray[np.intp]
@@ -212,36 +230,31 @@ class ByteTrack:
 
     def _clear(self) -> None:
         self._frame_id = 0
-        self._mean: Float64Array = np.zeros((0, 8))
-        self._cov: Float64Array = np.zeros((0, 8, 8))
-        self._ids = np.zeros(0, np.int64)  # 0 until confirmed
-        self._state = np.zeros(0, np.int8)
-        self._confirmed = np.zeros(0, bool)
-        self._score = np.zeros(0, np.float32)
-        self._cls = np.zeros(0, np.int32)
-        self._last = np.zeros(0, np.int64)  # frame of the last update
-        self._start = np.zeros(0, np.int64)  # frame the track was born
-        self._det_idx = np.zeros(0, np.int32)  # input row this frame, -1 if none
+        # One column per track: the packed Kalman state and the score, component-major
+        # so that every quantity is a contiguous row (numpy works on whole rows).
+        self._x: Float64Array = np.zeros((_X_ROWS, 0))
+        # The bookkeeping of the same tracks, in the same order (a frame has a few
+        # tracks: Python lists are cheaper than numpy calls on them).
+        self._ids: list[int] = []  # 0 while tentative
+        self._state: list[int] = []  # _TRACKED, _LOST or _TENTATIVE
+        self._last: list[int] = []  # frame of the last update
+        self._start: list[int] = []  # frame of birth
+        self._cls: list[int] = []  # class of the last detection
+        self._det: list[int] = []  # input row this frame, -1 if none
+        # max_frames_lost at the end of the last update: every stored track was then
+        # within it, so only a gap or a shorter buffer can have expired one since.
+        self._checked_max_lost = 0
 
-    def _keep(self, mask: npt.NDArray[np.bool_]) -> None:
-        if mask.all():
-            return
-        self._mean = self._mean[mask]
-        self._cov = self._cov[mask]
-        self._ids = self._ids[mask]
-        self._state = self._state[mask]
-        self._confirmed = self._confirmed[mask]
-        self._score = self._score[mask]
-        self._cls = self._cls[mask]
-        self._last = self._last[mask]
-        self._start = self._start[mask]
-        self._det_idx = self._det_idx[mask]
+    def _keep(self, rows: list[int]) -> None:
+        """Keep only the tracks in ``rows`` (ascending), in their order."""
+        self._x = self._x.take(rows, axis=1)
+        for name in ("_ids", "_state", "_last", "_start", "_cls", "_det"):
+            values = getattr(self, name)
+            setattr(self, name, [values[i] for i in rows])
 
-    def _assign_ids(self, rows: IntpArray) -> None:
-        n = len(rows)
-        self._ids[rows] = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
-        self._next_id += n
-        self._confirmed[rows] = True
+    def _remove(self, rows: list[int]) -> None:
+        gone = set(rows)
+        self._keep([i for i in range(len(self._ids)) if i not in gone])
 
     def reset(self) -> None:
         """Forget every track (e.g. after a source reset); keep the parameters.
@@ -305,37 +318,19 @@ class ByteTrack:
     @property
     def num_tracked(self) -> int:
         """Number of stored tracked tracks (confirmed or not) after the last update."""
-        return int(np.count_nonzero(self._state == _TRACKED))
+        return sum(s != _LOST for s in self._state)
 
     @property
     def num_unconfirmed(self) -> int:
         """Number of stored unconfirmed (tentative, one-frame) tracks."""
-        return int(np.count_nonzero(~self._confirmed))
+        return self._state.count(_TENTATIVE)
 
     @property
     def num_lost(self) -> int:
         """Number of stored lost tracks (never above ``max_lost_tracks``)."""
-        return int(np.count_nonzero(self._state == _LOST))
+        return self._state.count(_LOST)
 
     # ----------------------------------------------------------------- update
-
-    def _cost(
-        self,
-        track_boxes: Float64Array,
-        rows: IntpArray,
-        det_boxes: Float64Array,
-        det_scores: Float64Array,
-        det_classes: npt.NDArray[np.int32],
-        dets: IntpArray,
-        fuse: bool,
-    ) -> Float64Array:
-        if len(rows) == 0 or len(dets) == 0:
-            return np.zeros((len(rows), len(dets)))
-        iou = box_iou(track_boxes[rows], det_boxes[dets])
-        cost = iou_cost(iou, det_scores[dets], fuse_score=fuse)
-        if self.class_aware and cost.size:
-            cost[self._cls[rows][:, None] != det_classes[dets][None, :]] = NO_MATCH_COST
-        return cost
 
     def update(
         self,
@@ -366,170 +361,428 @@ class ByteTrack:
                 ``frames_elapsed`` is not an integer >= 1.
         """
         boxes, scores, classes = _validate_detections(xyxy, confidence, class_id)
-        if (
-            isinstance(frames_elapsed, bool)
-            or not isinstance(frames_elapsed, Integral)
-            or frames_elapsed < 1
+        if type(frames_elapsed) is not int and (
+            isinstance(frames_elapsed, bool) or not isinstance(frames_elapsed, Integral)
         ):
+            raise ValueError(f"frames_elapsed: must be an integer >= 1, got {frames_elapsed!r}")
+        if frames_elapsed < 1:
             raise ValueError(f"frames_elapsed: must be an integer >= 1, got {frames_elapsed!r}")
         steps = int(frames_elapsed)
         first_frame = self._frame_id == 0
         self._frame_id += steps
         frame = self._frame_id
+        max_lost = self._max_frames_lost
 
-        # 1. Drop tracks that a gap has carried past the lost buffer, predict the rest.
-        if len(self._ids):
-            self._keep(frame - self._last - 1 <= self._max_frames_lost)
-        self._det_idx = np.full(len(self._ids), -1, np.int32)
-        if len(self._ids):
-            lost = self._state == _LOST
-            for _ in range(steps):
-                self._mean[lost, 7] = 0.0
-                self._mean, self._cov = self._kf.predict(self._mean, self._cov)
-        track_boxes = xyah_to_xyxy(self._mean)
+        # 1. Drop tracks that a gap (or a shorter buffer) has carried past the lost
+        #    buffer, predict the rest (lost tracks have zero height velocity: it is
+        #    zeroed when they become lost).
+        if self._last and (steps > 1 or max_lost < self._checked_max_lost):
+            oldest = frame - 1 - max_lost
+            if min(self._last) < oldest:
+                self._keep([i for i, t in enumerate(self._last) if t >= oldest])
+        x = self._x
+        kinds = self._state
+        n = len(kinds)
+        for _ in range(steps if n else 0):
+            self._kf.predict_packed(x[:PACKED_ROWS])
 
-        # 2. Split detections by score.
-        w = boxes[:, 2] - boxes[:, 0]
-        h = boxes[:, 3] - boxes[:, 1]
-        valid = np.isfinite(boxes).all(axis=1) & np.isfinite(scores) & (w > 0) & (h > 0)
-        high = (valid & (scores >= self.high_threshold)).nonzero()[0]
-        low = (valid & (scores >= self.low_threshold) & (scores < self.high_threshold)).nonzero()[0]
+        # 2. The detections that take part (valid, confidence >= low_threshold):
+        #    their input rows ``cols`` and their table ``dets``.
+        cols, dets, det_scores = self._detections(boxes, scores)
+        high_thr = self.high_threshold
+        highs = [score >= high_thr for score in det_scores]
+        classes_l: list[int] = classes.tolist()
 
-        confirmed = (self._confirmed).nonzero()[0]
-        unconfirmed = (~self._confirmed).nonzero()[0]
-
-        # 3. First association: confirmed (tracked + lost) tracks x high detections.
-        cost = self._cost(track_boxes, confirmed, boxes, scores, classes, high, self.fuse_score)
-        m1, u_tracks, u_high = linear_assignment(cost, self.match_threshold)
-        rows = [confirmed[m1[:, 0]]]
-        dets = [high[m1[:, 1]]]
-
-        # 4. Second association: remaining tracked tracks x low detections.
-        remaining = confirmed[u_tracks]
-        remaining = remaining[self._state[remaining] == _TRACKED]
-        cost = self._cost(track_boxes, remaining, boxes, scores, classes, low, False)
-        m2, u_remaining, _ = linear_assignment(cost, self.low_match_threshold)
-        rows.append(remaining[m2[:, 0]])
-        dets.append(low[m2[:, 1]])
-        newly_lost = remaining[u_remaining]
-
-        # 5. Unconfirmed tracks x high detections left over.
-        high_left = high[u_high]
-        cost = self._cost(
-            track_boxes, unconfirmed, boxes, scores, classes, high_left, self.fuse_score
-        )
-        m3, u_unconfirmed, u_high_left = linear_assignment(cost, self.unconfirmed_match_threshold)
-        rows.append(unconfirmed[m3[:, 0]])
-        dets.append(high_left[m3[:, 1]])
-        new_dets = high_left[u_high_left]
-        new_dets = new_dets[scores[new_dets] >= self.new_track_threshold]
+        # 3.-5. The three associations: matched (track, column) pairs.
+        if n and highs:
+            pairs, n_confirmed = self._associate(x, kinds, dets, det_scores, highs, classes_l, cols)
+        else:
+            pairs, n_confirmed = [], 0
 
         # Correct every matched track in one batched Kalman update.
-        upd_rows = np.concatenate(rows)
-        upd_dets = np.concatenate(dets)
-        if len(upd_rows):
-            mean, cov = self._kf.update(
-                self._mean[upd_rows], self._cov[upd_rows], xyxy_to_xyah(boxes[upd_dets])
-            )
-            self._mean[upd_rows] = mean
-            self._cov[upd_rows] = cov
-            self._state[upd_rows] = _TRACKED
-            self._last[upd_rows] = frame
-            self._score[upd_rows] = scores[upd_dets]
-            self._cls[upd_rows] = classes[upd_dets]
-            self._det_idx[upd_rows] = upd_dets
-            newly_confirmed = upd_rows[~self._confirmed[upd_rows]]
-            self._assign_ids(np.sort(newly_confirmed))
-        self._state[newly_lost] = _LOST
+        self._det = det = [-1] * n
+        if pairs:
+            rows = [i for i, _ in pairs]
+            used = [j for _, j in pairs]
+            d = dets.take(used, axis=1)
+            at = np.array(rows, dtype=np.intp)
+            xm = x.take(at, axis=1)
+            self._kf.update_packed(xm[:PACKED_ROWS], d[_D_XYAH])
+            xm[_SCORE] = d[_D_SCORE]
+            x[:, at] = xm
+            last, cls = self._last, self._cls
+            for i, j in pairs:
+                r = cols[j]
+                kinds[i] = _TRACKED
+                last[i] = frame
+                cls[i] = classes_l[r]
+                det[i] = r
+            # Tentative tracks matched again are confirmed, ids in row order (they
+            # are the last pairs, ordered by row).
+            for i in rows[len(rows) - n_confirmed :]:
+                self._ids[i] = self._next_id
+                self._next_id += 1
+        else:
+            used = []
 
-        # Remove failed tentative tracks and lost tracks past the buffer.
-        keep = np.ones(len(self._ids), bool)
-        keep[unconfirmed[u_unconfirmed]] = False
-        keep &= ~((self._state == _LOST) & (frame - self._last > self._max_frames_lost))
-        self._keep(keep)
+        # Unmatched tracks: tracked ones become lost, tentative ones and lost ones
+        # past the buffer are removed.
+        if len(pairs) < n:
+            newly_lost: list[int] = []
+            remove: list[int] = []
+            oldest = frame - max_lost
+            last = self._last
+            for i, kind in enumerate(kinds):
+                if det[i] >= 0:  # matched
+                    continue
+                if kind == _TRACKED:
+                    newly_lost.append(i)
+                    kinds[i] = _LOST
+                    if last[i] < oldest:
+                        remove.append(i)
+                elif kind == _TENTATIVE or last[i] < oldest:
+                    remove.append(i)
+            if newly_lost:
+                x[7, newly_lost] = 0.0  # a lost track keeps its height
+            if remove:
+                self._remove(remove)
 
         # 6. New tracks from the high detections nobody claimed.
-        if len(new_dets):
-            self._add_tracks(boxes, scores, classes, new_dets, frame, confirm=first_frame)
+        new_thr = self.new_track_threshold
+        taken = set(used)
+        new_cols = [
+            j
+            for j, score in enumerate(det_scores)
+            if highs[j] and score >= new_thr and j not in taken
+        ]
+        if new_cols:
+            self._add_tracks(
+                dets.take(new_cols, axis=1),
+                [cols[j] for j in new_cols],
+                classes_l,
+                frame,
+                confirm=first_frame,
+            )
 
         # 7. Bound the lost list; remove tracked/lost duplicates.
-        self._cap_lost()
-        self._remove_duplicates()
-        return self._output()
+        self._checked_max_lost = max_lost
+        return self._finish()
+
+    def _detections(
+        self, boxes: npt.NDArray[np.floating], scores: npt.NDArray[np.floating]
+    ) -> tuple[Sequence[int], Float64Array, list[float]]:
+        """The detections that take part (valid, ``confidence >= low_threshold``):
+        their input rows (ascending), their table and their confidences.
+
+        The table is ``(_D_ROWS, M) float64``: rows ``x1, y1, x2, y2`` (_D_XYXY),
+        ``cx, cy, a, h`` (_D_XYAH, as :func:`trackers.kalman.xyxy_to_xyah`), area
+        (_D_AREA) and confidence (_D_SCORE).
+        """
+        m = boxes.shape[0]
+        d = np.empty((_D_ROWS, m))
+        d[_D_XYXY] = boxes.T
+        d[_D_SCORE] = scores
+        wh = d[2:4] - d[0:2]
+        np.multiply(wh, 0.5, out=d[4:6])
+        d[4:6] += d[0:2]  # cx = x1 + 0.5 * w
+        np.divide(wh[0], wh[1], out=d[6])
+        d[7] = wh[1]
+        np.multiply(wh[0], wh[1], out=d[_D_AREA])
+        scores_l: list[float] = d[_D_SCORE].tolist()
+        # Valid: width and height > 0, finite area (so finite coordinates: a NaN or
+        # infinite one makes the width or height NaN or infinite) and confidence.
+        # Two reductions settle the usual case, all valid.
+        low = self.low_threshold
+        if m == 0 or (
+            np.minimum.reduce(wh, axis=None) > 0.0
+            and min(scores_l) >= low
+            and math.isfinite(np.add.reduce(d[_D_AREA : _D_SCORE + 1], axis=None))
+        ):
+            return range(m), d, scores_l
+        ok = np.minimum(wh[0], wh[1]) > 0.0
+        ok &= np.isfinite(d[_D_AREA : _D_SCORE + 1]).all(axis=0)
+        ok &= d[_D_SCORE] >= low
+        cols = ok.nonzero()[0]
+        return cols.tolist(), d.take(cols, axis=1), [scores_l[i] for i in cols.tolist()]
+
+    def _associate(
+        self,
+        x: Float64Array,
+        kinds: list[int],
+        dets: Float64Array,
+        det_scores: list[float],
+        highs: list[bool],
+        classes: list[int],
+        cols: Sequence[int],
+    ) -> tuple[list[tuple[int, int]], int]:
+        """Steps 3-5: the matched ``(track, column)`` pairs of the three associations
+        (in this order, each by track) and the number of pairs of the last one.
+
+        The cost of a pair is ``1 - IoU`` (times the score for high detections with
+        ``fuse_score``); pairs without overlap (or of different classes with
+        ``class_aware``) never match. One IoU matrix covers every track and usable
+        detection; only the pairs whose IoU can give a cost under the largest limit
+        leave numpy, and their costs are computed in Python (the arithmetic of
+        :func:`trackers.matching.iou_cost`). They are split by association and
+        matched by :func:`trackers.matching.match_candidates` (``lap`` only where
+        candidates compete): the matches ``linear_assignment`` gives on each
+        association's full cost matrix.
+        """
+        iou = _iou(_box_table(x), dets)
+        fuse = self.fuse_score
+        lim1 = self.match_threshold
+        lim2 = self.low_match_threshold
+        lim3 = self.unconfirmed_match_threshold
+        # cost <= limit needs iou * weight >= 1 - limit (up to rounding), weight the
+        # score (fused) or 1: a slightly lower IoU floor keeps every candidate.
+        weight = max(1.0, max(det_scores)) if fuse else 1.0
+        floor = max(0.0, (1.0 - max(lim1, lim2, lim3) - 1e-9) / weight)
+        m = iou.shape[1]
+        flat = (iou > floor).ravel().nonzero()[0]
+        ious: list[float] = iou.ravel().take(flat).tolist()
+        # Candidates (rows, columns, costs) of each association.
+        a1: tuple[list[int], list[int], list[float]] = ([], [], [])
+        a2: tuple[list[int], list[int], list[float]] = ([], [], [])
+        a3: tuple[list[int], list[int], list[float]] = ([], [], [])
+        class_aware = self.class_aware
+        track_cls = self._cls
+        for f, v in zip(flat.tolist(), ious, strict=True):
+            i, j = divmod(f, m)
+            if class_aware and track_cls[i] != classes[cols[j]]:
+                continue
+            kind = kinds[i]
+            if highs[j]:
+                v = 1.0 - v * det_scores[j] if fuse else 1.0 - v
+                a, lim = (a3, lim3) if kind == _TENTATIVE else (a1, lim1)
+            elif kind == _TRACKED:
+                v = 1.0 - v
+                a, lim = a2, lim2
+            else:
+                continue
+            if v <= lim:
+                a[0].append(i)
+                a[1].append(j)
+                a[2].append(v)
+        # 3. Confirmed (tracked + lost) tracks x high detections.
+        pairs = match_candidates(*a1, lim1) if a1[0] else []
+        # 4. Tracked tracks unmatched so far x low detections.
+        if a2[0]:
+            if pairs:
+                taken = {i for i, _ in pairs}
+                a2 = _select(a2, [i not in taken for i in a2[0]])
+            pairs += match_candidates(*a2, lim2)
+        # 5. Tentative tracks x high detections unmatched so far.
+        if not a3[0]:
+            return pairs, 0
+        if pairs:
+            taken = {j for _, j in pairs}
+            a3 = _select(a3, [j not in taken for j in a3[1]])
+        m3 = match_candidates(*a3, lim3)
+        return pairs + m3, len(m3)
 
     def _add_tracks(
-        self,
-        boxes: Float64Array,
-        scores: Float64Array,
-        classes: npt.NDArray[np.int32],
-        dets: IntpArray,
-        frame: int,
-        *,
-        confirm: bool,
+        self, dets: Float64Array, rows: list[int], classes: list[int], frame: int, *, confirm: bool
     ) -> None:
-        n = len(dets)
-        mean, cov = self._kf.initiate(xyxy_to_xyah(boxes[dets]))
-        start = len(self._ids)
-        self._mean = np.concatenate([self._mean, mean])
-        self._cov = np.concatenate([self._cov, cov])
-        self._ids = np.concatenate([self._ids, np.zeros(n, np.int64)])
-        self._state = np.concatenate([self._state, np.full(n, _TRACKED, np.int8)])
-        self._confirmed = np.concatenate([self._confirmed, np.zeros(n, bool)])
-        self._score = np.concatenate([self._score, scores[dets].astype(np.float32)])
-        self._cls = np.concatenate([self._cls, classes[dets]])
-        self._last = np.concatenate([self._last, np.full(n, frame, np.int64)])
-        self._start = np.concatenate([self._start, np.full(n, frame, np.int64)])
-        self._det_idx = np.concatenate([self._det_idx, dets.astype(np.int32)])
+        """Append tracks started from the detections ``dets`` (a table; input ``rows``):
+        tentative, or confirmed at once with ``confirm``."""
+        k = len(rows)
+        xn = np.empty((_X_ROWS, k))
+        xn[:PACKED_ROWS] = self._kf.initiate_packed(dets[_D_XYAH])
+        xn[_SCORE] = dets[_D_SCORE]
+        self._x = np.concatenate((self._x, xn), axis=1)
         if confirm:
-            self._assign_ids(np.arange(start, start + n))
+            self._ids += range(self._next_id, self._next_id + k)
+            self._next_id += k
+        else:
+            self._ids += [0] * k
+        self._state += [_TRACKED if confirm else _TENTATIVE] * k
+        self._last += [frame] * k
+        self._start += [frame] * k
+        self._cls += [classes[r] for r in rows]
+        self._det += rows
 
-    def _cap_lost(self) -> None:
-        lost = (self._state == _LOST).nonzero()[0]
+    def _finish(self) -> TrackerOutput:
+        """Step 7 (cap the lost tracks, remove duplicates) and the frame's output."""
+        lost = [i for i, s in enumerate(self._state) if s == _LOST]
         excess = len(lost) - self.max_lost_tracks
         if excess > 0:
-            oldest = lost[np.argsort(self._last[lost], kind="stable")[:excess]]
-            keep = np.ones(len(self._ids), bool)
-            keep[oldest] = False
-            self._keep(keep)
-
-    def _remove_duplicates(self) -> None:
-        tracked = (self._state == _TRACKED).nonzero()[0]
-        lost = (self._state == _LOST).nonzero()[0]
-        if len(tracked) == 0 or len(lost) == 0:
-            return
-        boxes = xyah_to_xyxy(self._mean)
-        dup = box_iou(boxes[tracked], boxes[lost]) > self.duplicate_iou
-        if self.class_aware:
-            dup &= self._cls[tracked][:, None] == self._cls[lost][None, :]
-        p, q = dup.nonzero()
-        if len(p) == 0:
-            return
-        tp, tq = tracked[p], lost[q]
-        age_p = self._last[tp] - self._start[tp]
-        age_q = self._last[tq] - self._start[tq]
-        keep = np.ones(len(self._ids), bool)
-        keep[np.where(age_p > age_q, tq, tp)] = False
-        self._keep(keep)
-
-    def _output(self) -> TrackerOutput:
-        sel = self._confirmed.copy()
-        if not self.output_coasting:
-            sel &= self._det_idx >= 0
-        rows = (sel).nonzero()[0]
-        rows = rows[np.argsort(self._ids[rows], kind="stable")]
-        return TrackerOutput(
-            xyxy=xyah_to_xyxy(self._mean[rows]).astype(np.float32),
-            confidence=self._score[rows],
-            class_id=self._cls[rows],
-            track_id=self._ids[rows],
-            det_index=self._det_idx[rows],
+            lost.sort(key=self._last.__getitem__)  # stable: older rows first
+            self._remove(lost[:excess])
+            lost = [i for i, s in enumerate(self._state) if s == _LOST]
+        boxes = None
+        if lost and len(lost) < len(self._state):
+            boxes = _box_table(self._x)
+            if self._remove_duplicates(boxes, lost):
+                boxes = None
+        # Confirmed tracks are stored in ascending id order (ids are handed out in
+        # row order, and new tracks are appended), so ``rows`` is sorted by id.
+        state, det = self._state, self._det
+        if self.output_coasting:
+            rows = [i for i, s in enumerate(state) if s != _TENTATIVE]
+        else:
+            rows = [i for i, s in enumerate(state) if s != _TENTATIVE and det[i] >= 0]
+        at = np.array(rows, dtype=np.intp)
+        if boxes is None:
+            x = self._x.take(at, axis=1)
+            boxes = _box_table(x, area=False)
+            score = x[_SCORE]
+        else:
+            boxes = boxes.take(at, axis=1)
+            score = self._x[_SCORE].take(at)
+        ids, cls = self._ids, self._cls
+        return _make_output(
+            boxes[_D_XYXY].T.astype(np.float32, order="C"),
+            score.astype(np.float32),
+            np.array([[cls[i] for i in rows], [det[i] for i in rows]], dtype=np.int32),
+            np.array([ids[i] for i in rows], dtype=np.int64),
         )
+
+    def _remove_duplicates(self, boxes: Float64Array, lost: list[int]) -> bool:
+        """Remove the younger of every tracked/lost pair with IoU > ``duplicate_iou``.
+
+        ``boxes`` is the box table of all tracks. With few pairs (the usual case) the
+        IoU is computed in Python, pair by pair, skipping pairs that do not overlap;
+        the arithmetic is that of :func:`_iou`, so the outcome is the same.
+        """
+        state = self._state
+        tracked = [i for i, s in enumerate(state) if s != _LOST]
+        thr = self.duplicate_iou
+        pairs: list[tuple[int, int]] = []
+        if len(tracked) * len(lost) <= _PYTHON_PAIRS:
+            x1, y1, x2, y2 = boxes[_D_XYXY].tolist()
+            area = boxes[_D_AREA].tolist()
+            for o in lost:
+                ox1, oy1, ox2, oy2, oa = x1[o], y1[o], x2[o], y2[o], area[o]
+                for t in tracked:
+                    a, b = x2[t], x1[t]
+                    w = (a if a < ox2 else ox2) - (b if b > ox1 else ox1)
+                    if w > 0.0:
+                        a, b = y2[t], y1[t]
+                        h = (a if a < oy2 else oy2) - (b if b > oy1 else oy1)
+                        if h > 0.0:
+                            inter = w * h
+                            union = area[t] + oa - inter
+                            if inter / (union if union > _TINY_AREA else _TINY_AREA) > thr:
+                                pairs.append((t, o))
+        else:
+            iou = _iou(boxes.take(tracked, axis=1), boxes.take(lost, axis=1))
+            p, q = (iou > thr).nonzero()
+            pairs = [(tracked[a], lost[b]) for a, b in zip(p.tolist(), q.tolist(), strict=True)]
+        if not pairs:
+            return False
+        last, start, cls = self._last, self._start, self._cls
+        remove = [
+            o if last[t] - start[t] > last[o] - start[o] else t
+            for t, o in pairs
+            if not self.class_aware or cls[t] == cls[o]
+        ]
+        if not remove:
+            return False
+        self._remove(remove)
+        return True
+
+
+_PYTHON_PAIRS = 64
+"""Up to this many tracked x lost pairs the duplicate test runs in Python."""
+
+
+def _box_table(x: Float64Array, *, area: bool = True) -> Float64Array:
+    """``(_D_AREA + 1, N)`` rows ``x1, y1, x2, y2`` (_D_XYXY) and, with ``area``, the
+    area (_D_AREA) of the tracks of packed states ``x``, as
+    :func:`trackers.kalman.xyah_to_xyxy` and :func:`trackers.matching.box_iou`
+    compute them (rows _D_XYAH are scratch)."""
+    out = np.empty((_D_AREA + 1, x.shape[1]))
+    half = out[4:6]  # half width, half height
+    np.multiply(x[3], 0.5, out=half[1])
+    np.multiply(x[2], half[1], out=half[0])  # a * (h / 2)
+    np.subtract(x[0:2], half, out=out[0:2])
+    np.add(x[0:2], half, out=out[2:4])
+    if area:
+        # Left unclamped: a box with a negative side overlaps nothing, so its IoU is 0
+        # whatever its area, as with the clamped area of box_iou.
+        size = np.subtract(out[2:4], out[0:2], out=half)
+        np.multiply(size[0], size[1], out=out[_D_AREA])
+    return out
+
+
+def _iou(a: Float64Array, b: Float64Array) -> Float64Array:
+    """IoU matrix of two box tables (rows _D_XYXY and _D_AREA), with the arithmetic of
+    :func:`trackers.matching.box_iou`."""
+    lt = np.maximum(a[0:2, :, None], b[0:2, None, :])
+    wh = np.minimum(a[2:4, :, None], b[2:4, None, :])
+    wh -= lt
+    np.maximum(wh, 0.0, out=wh)
+    inter = wh[0] * wh[1]
+    union = a[_D_AREA][:, None] + b[_D_AREA]
+    union -= inter
+    np.maximum(union, _TINY_AREA, out=union)
+    return np.divide(inter, union, out=inter)
+
+
+def _select(
+    cands: tuple[list[int], list[int], list[float]], keep: list[bool]
+) -> tuple[list[int], list[int], list[float]]:
+    rows, cols, costs = cands
+    return (
+        [v for v, k in zip(rows, keep, strict=True) if k],
+        [v for v, k in zip(cols, keep, strict=True) if k],
+        [v for v, k in zip(costs, keep, strict=True) if k],
+    )
+
+
+_OUTPUT_FIELDS = ("xyxy", "confidence", "class_id", "track_id", "det_index")
+_FAST_OUTPUT = tuple(f.name for f in dataclasses.fields(TrackerOutput)) == _OUTPUT_FIELDS
+
+
+def _make_output(
+    xyxy: npt.NDArray[np.float32],
+    confidence: npt.NDArray[np.float32],
+    class_det: npt.NDArray[np.int32],
+    track_id: npt.NDArray[np.int64],
+) -> TrackerOutput:
+    """A :class:`TrackerOutput` of fresh arrays (``class_det``: rows ``class_id`` and
+    ``det_index``).
+
+    Skips the constructor's checks and copies (several microseconds a frame): the
+    arrays are new, of the right dtypes and shapes, owned by the output alone, and
+    are made read-only here.
+    """
+    xyxy.flags.writeable = False
+    confidence.flags.writeable = False
+    class_det.flags.writeable = False  # and so the row views below
+    track_id.flags.writeable = False
+    if not _FAST_OUTPUT:  # TrackerOutput changed shape: take the checked path
+        return TrackerOutput(xyxy, confidence, class_det[0], track_id, class_det[1])
+    out = object.__new__(TrackerOutput)
+    out.__dict__.update(
+        xyxy=xyxy,
+        confidence=confidence,
+        class_id=class_det[0],
+        track_id=track_id,
+        det_index=class_det[1],
+    )
+    return out
 
 
 def _validate_detections(
     xyxy: npt.ArrayLike, confidence: npt.ArrayLike, class_id: npt.ArrayLike
-) -> tuple[Float64Array, Float64Array, npt.NDArray[np.int32]]:
-    """Return float64 boxes, float64 scores and int32 classes (new arrays)."""
+) -> tuple[npt.NDArray[np.floating], npt.NDArray[np.floating], npt.NDArray[np.int32]]:
+    """``(N, 4)`` float boxes, ``(N,)`` float scores and ``(N,)`` int32 classes.
+
+    The results may be the input arrays themselves (they are never written to).
+    """
+    if (
+        type(xyxy) is np.ndarray
+        and type(confidence) is np.ndarray
+        and type(class_id) is np.ndarray
+        and xyxy.ndim == 2
+        and xyxy.shape[1] == 4
+        and confidence.shape == class_id.shape == (xyxy.shape[0],)
+        and xyxy.dtype.kind == "f"
+        and confidence.dtype.kind == "f"
+        and class_id.dtype.kind in "iub"
+    ):  # the usual case, checked cheaply
+        return xyxy, confidence, class_id.astype(np.int32, copy=False)
     boxes = np.array(xyxy, dtype=np.float64, copy=True)
     if boxes.size == 0:
         boxes = boxes.reshape(0, 4)

@@ -38,9 +38,10 @@ class TrackerOutput:
     """Struct-of-arrays result of one tracker ``update`` (one frame).
 
     Attributes:
-        xyxy: ``(M, 4) float32`` track boxes (the Kalman state after this frame's
-            update, or its prediction for a coasting track), pixels, same frame as
-            the detections passed in.
+        xyxy: ``(M, 4) float32`` track boxes, pixels, same frame as the detections
+            passed in: the Kalman state after this frame's update (ByteTrack, SORT)
+            or the matched detection's box (OC-SORT, as its reference does); the
+            prediction for a coasting track.
         confidence: ``(M,) float32`` score of the detection the track was last
             updated with.
         class_id: ``(M,) int32`` class of the track (of its last detection).
