@@ -40,6 +40,17 @@ Algorithm per frame (``update``):
    confirmed at once, as in the reference).
 7. Remove lost tracks not updated for more than the lost buffer, cap their number,
    and remove tracked/lost duplicates (IoU > ``duplicate_iou``; the younger goes).
+
+Implementation notes (speed): a frame has a few tracks and detections, so the cost is
+the number of numpy calls, not their size. Hence the packed Kalman state (a dozen
+elementwise operations for all tracks, no 8x8 products or solves); one IoU matrix per
+frame for the three associations, of which only the pairs that can be matched leave
+numpy; ``lap`` only where candidates compete
+(:func:`trackers.matching.match_candidates`); the per-track bookkeeping in Python
+lists; the output fields as read-only views of three fresh buffers. The results are
+those of the straightforward first implementation (git ``cd24f38``) to the last bit
+on the MOT15 files (``scripts/profile_bytetrack.py --compare-rev cd24f38``); only
+exactly tied assignments could be resolved differently.
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from numbers import Integral, Real
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -75,6 +87,7 @@ _D_ROWS = 10
 
 Float64Array = npt.NDArray[np.float64]
 IntpArray = npt.NDArray[np.intp]
+_T = TypeVar("_T")
 
 
 def _check_range(
@@ -248,9 +261,20 @@ class ByteTrack:
     def _keep(self, rows: list[int]) -> None:
         """Keep only the tracks in ``rows`` (ascending), in their order."""
         self._x = self._x.take(rows, axis=1)
-        for name in ("_ids", "_state", "_last", "_start", "_cls", "_det"):
-            values = getattr(self, name)
-            setattr(self, name, [values[i] for i in rows])
+        ids, state, last, start, cls, det = (
+            self._ids,
+            self._state,
+            self._last,
+            self._start,
+            self._cls,
+            self._det,
+        )
+        self._ids = [ids[i] for i in rows]
+        self._state = [state[i] for i in rows]
+        self._last = [last[i] for i in rows]
+        self._start = [start[i] for i in rows]
+        self._cls = [cls[i] for i in rows]
+        self._det = [det[i] for i in rows]
 
     def _remove(self, rows: list[int]) -> None:
         gone = set(rows)
@@ -483,27 +507,34 @@ class ByteTrack:
         d[_D_XYXY] = boxes.T
         d[_D_SCORE] = scores
         wh = d[2:4] - d[0:2]
-        np.multiply(wh, 0.5, out=d[4:6])
-        d[4:6] += d[0:2]  # cx = x1 + 0.5 * w
-        np.divide(wh[0], wh[1], out=d[6])
-        d[7] = wh[1]
-        np.multiply(wh[0], wh[1], out=d[_D_AREA])
         scores_l: list[float] = d[_D_SCORE].tolist()
-        # Valid: width and height > 0, finite area (so finite coordinates: a NaN or
-        # infinite one makes the width or height NaN or infinite) and confidence.
-        # Two reductions settle the usual case, all valid.
+        # Valid: every value finite, width and height > 0. A NaN or infinite
+        # coordinate makes the width or height NaN or infinite, so a few sums and
+        # minima of lists settle the usual case, all valid.
         low = self.low_threshold
+        w_l, h_l = wh.tolist()
         if m == 0 or (
-            np.minimum.reduce(wh, axis=None) > 0.0
+            min(w_l) > 0.0
+            and min(h_l) > 0.0
             and min(scores_l) >= low
-            and math.isfinite(np.add.reduce(d[_D_AREA : _D_SCORE + 1], axis=None))
+            and math.isfinite(sum(w_l) + sum(h_l) + sum(scores_l))
         ):
-            return range(m), d, scores_l
-        ok = np.minimum(wh[0], wh[1]) > 0.0
-        ok &= np.isfinite(d[_D_AREA : _D_SCORE + 1]).all(axis=0)
-        ok &= d[_D_SCORE] >= low
-        cols = ok.nonzero()[0]
-        return cols.tolist(), d.take(cols, axis=1), [scores_l[i] for i in cols.tolist()]
+            cols: Sequence[int] = range(m)
+        else:
+            ok = np.isfinite(d[_D_XYXY]).all(axis=0)
+            ok &= np.isfinite(d[_D_SCORE])
+            ok &= (wh > 0.0).all(axis=0)
+            ok &= d[_D_SCORE] >= low
+            valid = ok.nonzero()[0]
+            cols = valid.tolist()
+            d, wh = d.take(valid, axis=1), wh.take(valid, axis=1)
+            scores_l = [scores_l[i] for i in cols]
+        np.multiply(wh, 0.5, d[4:6])
+        d[4:6] += d[0:2]  # cx = x1 + 0.5 * w
+        np.divide(wh[0], wh[1], d[6])
+        d[7] = wh[1]
+        np.multiply(wh[0], wh[1], d[_D_AREA])
+        return cols, d, scores_l
 
     def _associate(
         self,
@@ -537,47 +568,57 @@ class ByteTrack:
         # score (fused) or 1: a slightly lower IoU floor keeps every candidate.
         weight = max(1.0, max(det_scores)) if fuse else 1.0
         floor = max(0.0, (1.0 - max(lim1, lim2, lim3) - 1e-9) / weight)
-        m = iou.shape[1]
-        flat = (iou > floor).ravel().nonzero()[0]
-        ious: list[float] = iou.ravel().take(flat).tolist()
+        r, c = (iou > floor).nonzero()
+        ious: list[float] = iou[r, c].tolist()
         # Candidates (rows, columns, costs) of each association.
-        a1: tuple[list[int], list[int], list[float]] = ([], [], [])
-        a2: tuple[list[int], list[int], list[float]] = ([], [], [])
-        a3: tuple[list[int], list[int], list[float]] = ([], [], [])
+        r1: list[int] = []
+        c1: list[int] = []
+        v1: list[float] = []
+        r2: list[int] = []
+        c2: list[int] = []
+        v2: list[float] = []
+        r3: list[int] = []
+        c3: list[int] = []
+        v3: list[float] = []
         class_aware = self.class_aware
         track_cls = self._cls
-        for f, v in zip(flat.tolist(), ious, strict=True):
-            i, j = divmod(f, m)
+        for i, j, v in zip(r.tolist(), c.tolist(), ious, strict=True):
             if class_aware and track_cls[i] != classes[cols[j]]:
                 continue
-            kind = kinds[i]
             if highs[j]:
                 v = 1.0 - v * det_scores[j] if fuse else 1.0 - v
-                a, lim = (a3, lim3) if kind == _TENTATIVE else (a1, lim1)
-            elif kind == _TRACKED:
+                if kinds[i] == _TENTATIVE:
+                    if v <= lim3:
+                        r3.append(i)
+                        c3.append(j)
+                        v3.append(v)
+                elif v <= lim1:
+                    r1.append(i)
+                    c1.append(j)
+                    v1.append(v)
+            elif kinds[i] == _TRACKED:
                 v = 1.0 - v
-                a, lim = a2, lim2
-            else:
-                continue
-            if v <= lim:
-                a[0].append(i)
-                a[1].append(j)
-                a[2].append(v)
+                if v <= lim2:
+                    r2.append(i)
+                    c2.append(j)
+                    v2.append(v)
         # 3. Confirmed (tracked + lost) tracks x high detections.
-        pairs = match_candidates(*a1, lim1) if a1[0] else []
+        pairs = match_candidates(r1, c1, v1, lim1) if r1 else []
         # 4. Tracked tracks unmatched so far x low detections.
-        if a2[0]:
+        if r2:
             if pairs:
                 taken = {i for i, _ in pairs}
-                a2 = _select(a2, [i not in taken for i in a2[0]])
-            pairs += match_candidates(*a2, lim2)
+                keep = [i not in taken for i in r2]
+                r2, c2, v2 = _select(r2, keep), _select(c2, keep), _select(v2, keep)
+            pairs += match_candidates(r2, c2, v2, lim2)
         # 5. Tentative tracks x high detections unmatched so far.
-        if not a3[0]:
+        if not r3:
             return pairs, 0
         if pairs:
             taken = {j for _, j in pairs}
-            a3 = _select(a3, [j not in taken for j in a3[1]])
-        m3 = match_candidates(*a3, lim3)
+            keep = [j not in taken for j in c3]
+            r3, c3, v3 = _select(r3, keep), _select(c3, keep), _select(v3, keep)
+        m3 = match_candidates(r3, c3, v3, lim3)
         return pairs + m3, len(m3)
 
     def _add_tracks(
@@ -611,7 +652,7 @@ class ByteTrack:
             lost = [i for i, s in enumerate(self._state) if s == _LOST]
         boxes = None
         if lost and len(lost) < len(self._state):
-            boxes = _box_table(self._x)
+            boxes = _box_table(self._x, area=False)
             if self._remove_duplicates(boxes, lost):
                 boxes = None
         # Confirmed tracks are stored in ascending id order (ids are handed out in
@@ -630,41 +671,45 @@ class ByteTrack:
             boxes = boxes.take(at, axis=1)
             score = self._x[_SCORE].take(at)
         ids, cls = self._ids, self._cls
+        k = len(rows)
+        floats = np.empty(5 * k, np.float32)  # xyxy, then confidence
+        floats[: 4 * k].reshape(k, 4)[...] = boxes[_D_XYXY].T
+        floats[4 * k :] = score
         return _make_output(
-            boxes[_D_XYXY].T.astype(np.float32, order="C"),
-            score.astype(np.float32),
-            np.array([[cls[i] for i in rows], [det[i] for i in rows]], dtype=np.int32),
+            floats,
+            np.array([cls[i] for i in rows] + [det[i] for i in rows], np.int32),
             np.array([ids[i] for i in rows], dtype=np.int64),
         )
 
     def _remove_duplicates(self, boxes: Float64Array, lost: list[int]) -> bool:
         """Remove the younger of every tracked/lost pair with IoU > ``duplicate_iou``.
 
-        ``boxes`` is the box table of all tracks. With few pairs (the usual case) the
-        IoU is computed in Python, pair by pair, skipping pairs that do not overlap;
-        the arithmetic is that of :func:`_iou`, so the outcome is the same.
+        ``boxes`` is the box table of all tracks, without areas. With few pairs (the
+        usual case) the IoU is computed in Python, pair by pair, skipping pairs that
+        do not overlap; the arithmetic is that of :func:`_box_table` and :func:`_iou`,
+        so the outcome is the same.
         """
         state = self._state
         tracked = [i for i, s in enumerate(state) if s != _LOST]
         thr = self.duplicate_iou
         pairs: list[tuple[int, int]] = []
         if len(tracked) * len(lost) <= _PYTHON_PAIRS:
-            x1, y1, x2, y2 = boxes[_D_XYXY].tolist()
-            area = boxes[_D_AREA].tolist()
+            corners = list(zip(*boxes[_D_XYXY].tolist(), strict=True))
+            tracked_corners = [(t, *corners[t]) for t in tracked]
             for o in lost:
-                ox1, oy1, ox2, oy2, oa = x1[o], y1[o], x2[o], y2[o], area[o]
-                for t in tracked:
-                    a, b = x2[t], x1[t]
-                    w = (a if a < ox2 else ox2) - (b if b > ox1 else ox1)
+                ox1, oy1, ox2, oy2 = corners[o]
+                for t, x1, y1, x2, y2 in tracked_corners:
+                    w = (x2 if x2 < ox2 else ox2) - (x1 if x1 > ox1 else ox1)
                     if w > 0.0:
-                        a, b = y2[t], y1[t]
-                        h = (a if a < oy2 else oy2) - (b if b > oy1 else oy1)
-                        if h > 0.0:
+                        h = (y2 if y2 < oy2 else oy2) - (y1 if y1 > oy1 else oy1)
+                        if h > 0.0:  # so both boxes have positive sides
                             inter = w * h
-                            union = area[t] + oa - inter
+                            union = (x2 - x1) * (y2 - y1) + (ox2 - ox1) * (oy2 - oy1) - inter
                             if inter / (union if union > _TINY_AREA else _TINY_AREA) > thr:
                                 pairs.append((t, o))
         else:
+            size = boxes[2:4] - boxes[0:2]
+            np.multiply(size[0], size[1], boxes[_D_AREA])
             iou = _iou(boxes.take(tracked, axis=1), boxes.take(lost, axis=1))
             p, q = (iou > thr).nonzero()
             pairs = [(tracked[a], lost[b]) for a, b in zip(p.tolist(), q.tolist(), strict=True)]
@@ -693,41 +738,34 @@ def _box_table(x: Float64Array, *, area: bool = True) -> Float64Array:
     compute them (rows _D_XYAH are scratch)."""
     out = np.empty((_D_AREA + 1, x.shape[1]))
     half = out[4:6]  # half width, half height
-    np.multiply(x[3], 0.5, out=half[1])
-    np.multiply(x[2], half[1], out=half[0])  # a * (h / 2)
-    np.subtract(x[0:2], half, out=out[0:2])
-    np.add(x[0:2], half, out=out[2:4])
+    np.multiply(x[3], 0.5, half[1])
+    np.multiply(x[2], half[1], half[0])  # a * (h / 2)
+    np.subtract(x[0:2], half, out[0:2])
+    np.add(x[0:2], half, out[2:4])
     if area:
         # Left unclamped: a box with a negative side overlaps nothing, so its IoU is 0
         # whatever its area, as with the clamped area of box_iou.
-        size = np.subtract(out[2:4], out[0:2], out=half)
-        np.multiply(size[0], size[1], out=out[_D_AREA])
+        size = np.subtract(out[2:4], out[0:2], half)
+        np.multiply(size[0], size[1], out[_D_AREA])
     return out
 
 
 def _iou(a: Float64Array, b: Float64Array) -> Float64Array:
     """IoU matrix of two box tables (rows _D_XYXY and _D_AREA), with the arithmetic of
     :func:`trackers.matching.box_iou`."""
-    lt = np.maximum(a[0:2, :, None], b[0:2, None, :])
     wh = np.minimum(a[2:4, :, None], b[2:4, None, :])
-    wh -= lt
+    wh -= np.maximum(a[0:2, :, None], b[0:2, None, :])
     np.maximum(wh, 0.0, out=wh)
     inter = wh[0] * wh[1]
     union = a[_D_AREA][:, None] + b[_D_AREA]
     union -= inter
+    # Where the union is empty the intersection is too, so the ratio is 0.
     np.maximum(union, _TINY_AREA, out=union)
-    return np.divide(inter, union, out=inter)
+    return np.divide(inter, union, inter)
 
 
-def _select(
-    cands: tuple[list[int], list[int], list[float]], keep: list[bool]
-) -> tuple[list[int], list[int], list[float]]:
-    rows, cols, costs = cands
-    return (
-        [v for v, k in zip(rows, keep, strict=True) if k],
-        [v for v, k in zip(cols, keep, strict=True) if k],
-        [v for v, k in zip(costs, keep, strict=True) if k],
-    )
+def _select(values: list[_T], keep: list[bool]) -> list[_T]:
+    return [v for v, k in zip(values, keep, strict=True) if k]
 
 
 _OUTPUT_FIELDS = ("xyxy", "confidence", "class_id", "track_id", "det_index")
@@ -735,32 +773,31 @@ _FAST_OUTPUT = tuple(f.name for f in dataclasses.fields(TrackerOutput)) == _OUTP
 
 
 def _make_output(
-    xyxy: npt.NDArray[np.float32],
-    confidence: npt.NDArray[np.float32],
-    class_det: npt.NDArray[np.int32],
-    track_id: npt.NDArray[np.int64],
+    floats: npt.NDArray[np.float32], ints: npt.NDArray[np.int32], track_id: npt.NDArray[np.int64]
 ) -> TrackerOutput:
-    """A :class:`TrackerOutput` of fresh arrays (``class_det``: rows ``class_id`` and
-    ``det_index``).
+    """A :class:`TrackerOutput` of ``M`` tracks from three fresh buffers: ``floats``
+    (``4 M`` box coordinates, then ``M`` confidences), ``ints`` (``M`` classes, then
+    ``M`` detection rows) and ``track_id``.
 
-    Skips the constructor's checks and copies (several microseconds a frame): the
-    arrays are new, of the right dtypes and shapes, owned by the output alone, and
-    are made read-only here.
+    The fields are views of the buffers, made read-only first, so nothing is copied
+    and no view can be written; the constructor's checks and copies (several
+    microseconds a frame) are skipped.
     """
-    xyxy.flags.writeable = False
-    confidence.flags.writeable = False
-    class_det.flags.writeable = False  # and so the row views below
+    k = len(track_id)
+    floats.flags.writeable = False
+    ints.flags.writeable = False
     track_id.flags.writeable = False
+    fields: dict[str, Any] = {
+        "xyxy": floats[: 4 * k].reshape(k, 4),
+        "confidence": floats[4 * k :],
+        "class_id": ints[:k],
+        "track_id": track_id,
+        "det_index": ints[k:],
+    }
     if not _FAST_OUTPUT:  # TrackerOutput changed shape: take the checked path
-        return TrackerOutput(xyxy, confidence, class_det[0], track_id, class_det[1])
+        return TrackerOutput(**fields)
     out = object.__new__(TrackerOutput)
-    out.__dict__.update(
-        xyxy=xyxy,
-        confidence=confidence,
-        class_id=class_det[0],
-        track_id=track_id,
-        det_index=class_det[1],
-    )
+    out.__dict__.update(fields)
     return out
 
 

@@ -90,9 +90,9 @@ def xyxy_to_xyah_rows(xyxy: Float64Array) -> Float64Array:
     a new C-contiguous ``(4, N)`` array of rows ``cx, cy, a, h`` out (same arithmetic)."""
     out = np.empty((4, xyxy.shape[1]))
     wh = xyxy[2:4] - xyxy[0:2]
-    np.multiply(wh, 0.5, out=out[0:2])
+    np.multiply(wh, 0.5, out[0:2])
     out[0:2] += xyxy[0:2]  # x1 + 0.5 * w
-    np.divide(wh[0], wh[1], out=out[2])
+    np.divide(wh[0], wh[1], out[2])
     out[3] = wh[1]
     return out
 
@@ -101,11 +101,11 @@ def xyah_to_xyxy_rows(xyah: Float64Array) -> Float64Array:
     """Component-major :func:`xyah_to_xyxy`: ``(>=4, N)`` rows ``cx, cy, a, h, ...`` in
     (a packed state works), a new C-contiguous ``(4, N)`` array ``x1, y1, x2, y2`` out."""
     half = np.empty((2, xyah.shape[1]))
-    np.multiply(xyah[3], 0.5, out=half[1])  # half height
-    np.multiply(xyah[2], half[1], out=half[0])  # half width = a * (h / 2)
+    np.multiply(xyah[3], 0.5, half[1])  # half height
+    np.multiply(xyah[2], half[1], half[0])  # half width = a * (h / 2)
     out = np.empty((4, xyah.shape[1]))
-    np.subtract(xyah[0:2], half, out=out[0:2])
-    np.add(xyah[0:2], half, out=out[2:4])
+    np.subtract(xyah[0:2], half, out[0:2])
+    np.add(xyah[0:2], half, out[2:4])
     return out
 
 
@@ -189,8 +189,7 @@ class KalmanFilterXYAH:
         self._measure_scale_c = self._measure_scale[:, None].copy()
         self._measure_offset_c = self._measure_offset[:, None].copy()
         # Variances of the aspect rows, whose std is the offset alone (0 * h + offset).
-        self._process_var_a = self._process_offset[2] * self._process_offset[2]
-        self._process_var_va = self._process_offset[6] * self._process_offset[6]
+        self._process_var_aspect = (self._process_offset[2::4] ** 2)[:, None].copy()
         self._measure_var_a = self._measure_offset[2] * self._measure_offset[2]
 
     # ---------------------------------------------------------------- general
@@ -294,7 +293,7 @@ class KalmanFilterXYAH:
         x = np.zeros((PACKED_ROWS, measurement.shape[1]))
         x[0:4] = measurement
         std = self._init_scale_c * measurement[3] + self._init_offset_c
-        var = np.multiply(std, std, out=std)
+        var = np.multiply(std, std, std)
         x[8:12] = var[0:4]
         x[20:24] = var[4:8]
         return x
@@ -303,23 +302,28 @@ class KalmanFilterXYAH:
         """Packed :meth:`predict`, in place.
 
         Args:
-            x: ``(24, N)`` packed states (a C-contiguous array or a row range of one).
+            x: ``(24, N)`` packed states, C-contiguous (e.g. a row range of a
+                C-contiguous array).
+
+        Raises:
+            ValueError: if ``x`` is not C-contiguous.
         """
+        if not x.flags.c_contiguous:
+            raise ValueError("x: must be C-contiguous (it is updated in place)")
         n = x.shape[1]
         # Process noise variances (8, N): std = h * scale + offset, squared; the
         # offset is 0 except in the aspect rows, whose std is the offset alone (an
         # outer product as matmul, exactly h * scale, is the cheapest broadcast).
         q = np.matmul(self._process_scale_c, x[3:4])
         q *= q
-        q[2] = self._process_var_a
-        q[6] = self._process_var_va
+        q[2::4] = self._process_var_aspect  # rows 2 and 6
         x[0:4] += x[4:8]
         # Per coordinate F P F^T, F = [[1, 1], [0, 1]], with the sums of predict():
         # pp' = (pp + vp) + (pv + vv), pv' = pv + vv, vp' = vp + vv, vv' = vv.
         pp_vp = x[8:12] + x[16:20]
         pv_vp = x[12:20].reshape(2, 4, n)
         pv_vp += x[20:24]
-        np.add(pp_vp, x[12:16], out=x[8:12])
+        np.add(pp_vp, x[12:16], x[8:12])
         x[8:12] += q[0:4]
         x[20:24] += q[4:8]
 
@@ -331,17 +335,26 @@ class KalmanFilterXYAH:
         does with a diagonal matrix, so the results equal :meth:`update`'s).
 
         Args:
-            x: ``(24, N)`` packed predicted states (C-contiguous, or a row range of one).
+            x: ``(24, N)`` packed predicted states, C-contiguous (e.g. a row range of
+                a C-contiguous array).
             measurement: ``(4, N)`` rows ``cx, cy, a, h`` associated with the tracks.
+
+        Raises:
+            ValueError: if ``x`` is not C-contiguous.
         """
+        if not x.flags.c_contiguous:
+            raise ValueError("x: must be C-contiguous (it is updated in place)")
         n = x.shape[1]
         s = np.matmul(self._measure_scale_c, x[3:4])  # measurement std, but aspect
         s *= s
         s[2] = self._measure_var_a
         s += x[8:12]  # innovation variances, (4, N)
         gain = x[8:16].reshape(2, 4, n) * (1.0 / s)  # K_p, K_v
-        innovation = measurement - x[0:4]
-        x[0:8] += (gain * innovation).reshape(8, n)
-        gain_s = gain * s
-        # P -= K S K^T, per coordinate [[Kp S Kp, Kp S Kv], [Kv S Kp, Kv S Kv]].
-        x[8:24] -= (gain_s[:, None] * gain[None, :]).reshape(16, n)
+        # mean += K (z - mean), and P -= K S K^T, which per coordinate is
+        # [[Kp S Kp, Kp S Kv], [Kv S Kp, Kv S Kv]]: one product of the rows
+        # (mean - z, Kp S, Kv S) with (Kp, Kv) updates all 24 rows.
+        left = np.empty((3, 4, n))
+        np.subtract(x[0:4], measurement, left[0])
+        np.multiply(gain, s, left[1:3])
+        x3 = x.reshape(3, 2, 4, n)
+        x3 -= left[:, None] * gain

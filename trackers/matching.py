@@ -6,6 +6,10 @@ differences: box areas are ``(x2 - x1) * (y2 - y1)`` (the reference's cython_bbo
 1 pixel to each side), and a pair with zero overlap is never matched whatever the
 cost limit.
 
+:func:`match_candidates` solves an assignment from its candidate pairs (those under
+the cost limit) and calls ``lap`` only for candidates that compete for a row or a
+column; :func:`linear_assignment` uses it.
+
 All functions are pure and thread-safe.
 """
 
@@ -245,6 +249,8 @@ def _lap_assignment(
     cands: list[tuple[int, int, float]], cost_limit: float
 ) -> list[tuple[int, int]]:
     """``lap.lapjv`` on candidates ``(row, column, cost)``."""
+    if not cands:
+        return []  # never call lap.lapjv on a 0x0 matrix: lap 0.5 corrupts the heap
     sub_rows = sorted({r for r, _, _ in cands})
     sub_cols = sorted({c for _, c, _ in cands})
     n_rows, n_cols = len(sub_rows), len(sub_cols)

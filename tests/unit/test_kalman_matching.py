@@ -10,8 +10,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from trackers.kalman import KalmanFilterXYAH, xyah_to_xyxy, xyxy_to_xyah
-from trackers.matching import NO_MATCH_COST, box_iou, iou_cost, linear_assignment
+from trackers.kalman import (
+    KalmanFilterXYAH,
+    pack_state,
+    unpack_state,
+    xyah_to_xyxy,
+    xyah_to_xyxy_rows,
+    xyxy_to_xyah,
+    xyxy_to_xyah_rows,
+)
+from trackers.matching import (
+    NO_MATCH_COST,
+    _lap_assignment,
+    _small_assignment,
+    box_iou,
+    box_iou_rows,
+    iou_cost,
+    linear_assignment,
+    match_candidates,
+)
 
 # --------------------------------------------------------------------------- Kalman
 
@@ -95,6 +112,98 @@ def test_constant_velocity_is_learned() -> None:
     pred, _ = kf.predict(mean, cov)
     assert pred[0, 4] == pytest.approx(3.0, abs=0.05)
     assert pred[0, 0] == pytest.approx(100.0 + 3.0 * 40, abs=0.5)
+
+
+def test_predict_is_the_matrix_product_to_the_last_bit() -> None:
+    # The block formula of predict() adds the same two terms as F P F^T, for any P.
+    rng = np.random.default_rng(5)
+    kf = KalmanFilterXYAH()
+    mean = rng.uniform(1.0, 300.0, (7, 8))
+    a = rng.normal(size=(7, 8, 8))
+    cov = a @ np.transpose(a, (0, 2, 1))
+    new_mean, new_cov = kf.predict(mean, cov)
+    std = mean[:, 3:4] * np.array([WP, WP, 0, WP, WV, WV, 0, WV]) + np.array(
+        [0, 0, 1e-2, 0, 0, 0, 1e-5, 0]
+    )
+    expected = F @ cov @ F.T
+    expected[:, range(8), range(8)] += std * std
+    np.testing.assert_array_equal(new_mean, mean @ F.T)
+    np.testing.assert_array_equal(new_cov, expected)
+
+
+def _general_and_packed_run(
+    n: int, steps: int, seed: int
+) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """Run the general and the packed filter side by side over the same measurements."""
+    rng = np.random.default_rng(seed)
+    kf = KalmanFilterXYAH()
+    z = rng.uniform([100, 100, 0.3, 50], [500, 400, 0.6, 200], (n, 4))
+    mean, cov = kf.initiate(z)
+    packed = kf.initiate_packed(z.T.copy())
+    np.testing.assert_array_equal(pack_state(mean, cov), packed)
+    for _ in range(steps):
+        mean, cov = kf.predict(mean, cov)
+        kf.predict_packed(packed)
+        z = z + rng.normal(0.0, 3.0, z.shape)
+        rows = (rng.random(n) < 0.7).nonzero()[0]
+        mean[rows], cov[rows] = kf.update(mean[rows], cov[rows], z[rows])
+        sub = packed.take(rows, axis=1)  # a C-contiguous copy
+        kf.update_packed(sub, xyxy_to_xyah_rows(xyah_to_xyxy_rows(z[rows].T.copy())))
+        packed[:, rows] = sub
+    return (mean, cov), packed
+
+
+@pytest.mark.parametrize("n", [1, 4, 40])
+def test_packed_filter_equals_the_general_one(n: int) -> None:
+    (mean, cov), packed = _general_and_packed_run(n, steps=50, seed=n)
+    p_mean, p_cov = unpack_state(packed)
+    # The same arithmetic (with LAPACK's solve of a diagonal system as b * (1 / d),
+    # which OpenBLAS does), so to the last bit here; the box round trip of the
+    # measurements above is not exact, hence the tolerance on the means.
+    np.testing.assert_allclose(p_mean, mean, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(p_cov, cov, rtol=1e-9, atol=1e-12)
+    # Off the four 2x2 blocks the general covariance stays exactly 0.
+    off = np.ones((8, 8), bool)
+    for k in range(4):
+        off[np.ix_([k, k + 4], [k, k + 4])] = False
+    assert not cov[:, off].any()
+
+
+def _solve_uses_reciprocal() -> bool:
+    d = np.array([3.0, 7.0, 11.0, 13.0])
+    b = np.arange(1.0, 33.0).reshape(1, 4, 8)
+    return bool(np.array_equal(np.linalg.solve(np.diag(d)[None], b), b * (1.0 / d)[:, None]))
+
+
+@pytest.mark.skipif(
+    not _solve_uses_reciprocal(), reason="this LAPACK divides where OpenBLAS multiplies"
+)
+def test_packed_filter_bit_identical_with_exact_measurements() -> None:
+    rng = np.random.default_rng(11)
+    kf = KalmanFilterXYAH()
+    z = rng.uniform([100, 100, 0.3, 50], [500, 400, 0.6, 200], (6, 4))
+    mean, cov = kf.initiate(z)
+    packed = kf.initiate_packed(z.T.copy())
+    for _ in range(30):
+        mean, cov = kf.predict(mean, cov)
+        kf.predict_packed(packed)
+        z = z + rng.normal(0.0, 3.0, z.shape)
+        mean, cov = kf.update(mean, cov, z)
+        kf.update_packed(packed, z.T.copy())
+    np.testing.assert_array_equal(unpack_state(packed)[0], mean)
+    np.testing.assert_array_equal(unpack_state(packed)[1], cov)
+
+
+def test_packed_methods_need_contiguous_states() -> None:
+    kf = KalmanFilterXYAH()
+    packed = kf.initiate_packed(np.array([[10.0, 20.0], [10.0, 20.0], [0.5, 0.5], [40.0, 50.0]]))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        kf.predict_packed(packed[:, ::2])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        kf.update_packed(packed[:, ::2], np.zeros((4, 1)))
+    kf.predict_packed(packed[:, :0])  # empty is fine
+    m, c = unpack_state(packed)
+    np.testing.assert_array_equal(pack_state(m, c), packed)
 
 
 @pytest.mark.parametrize(
@@ -216,3 +325,65 @@ def test_linear_assignment_is_optimal_and_one_to_one(cost: np.ndarray, limit: fl
     assert (cost[rows, cols] <= limit).all()
     saving = float((limit - cost[rows, cols]).sum())
     assert saving == pytest.approx(_best_saving(cost, limit), abs=1e-9)
+
+
+def test_box_iou_rows_equals_box_iou() -> None:
+    rng = np.random.default_rng(2)
+    xy = rng.uniform(0, 100, (9, 2))
+    a = np.c_[xy, xy + rng.uniform(-5, 50, (9, 2))]  # some inverted boxes too
+    b = a[::-1] + rng.normal(0, 3, a.shape)
+    np.testing.assert_array_equal(box_iou_rows(a.T.copy(), b.T.copy()), box_iou(a, b))
+
+
+def _candidates(cost: np.ndarray, limit: float) -> tuple[list[int], list[int], list[float]]:
+    r, c = (cost <= limit).nonzero()
+    return r.tolist(), c.tolist(), cost[r, c].tolist()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    cost=arrays(
+        np.float64,
+        st.tuples(st.integers(1, 5), st.integers(1, 5)),
+        elements=st.sampled_from([0.0, 0.1, 0.25, 0.3, 0.5, 0.7, 0.9, 1.0]),  # many ties
+    ),
+    limit=st.sampled_from([0.3, 0.5, 0.8, 1.0]),
+)
+def test_match_candidates_is_optimal_with_ties(cost: np.ndarray, limit: float) -> None:
+    pairs = match_candidates(*_candidates(cost, limit), limit)
+    assert pairs == sorted(pairs)
+    rows, cols = [r for r, _ in pairs], [c for _, c in pairs]
+    assert len(set(rows)) == len(rows) and len(set(cols)) == len(cols)
+    assert all(cost[r, c] <= limit for r, c in pairs)
+    saving = sum(limit - cost[r, c] for r, c in pairs)
+    assert saving == pytest.approx(_best_saving(cost, limit), abs=1e-9)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    cost=arrays(
+        np.float64,
+        st.tuples(st.integers(1, 4), st.integers(1, 4)),
+        elements=st.floats(0.0, 1.0, allow_nan=False),
+    ),
+)
+def test_small_assignment_agrees_with_lap(cost: np.ndarray) -> None:
+    limit = 0.8
+    r, c, v = _candidates(cost, limit)
+    cands = list(zip(r, c, v, strict=True))
+    small = _small_assignment(cands, limit)
+    if small is not None:  # None: too many matchings or no clear best, left to lap
+        assert sorted(small) == sorted(_lap_assignment(cands, limit))
+
+
+def test_match_candidates_fast_paths() -> None:
+    assert match_candidates([], [], [], 0.5) == []
+    # Apart: no solver; a pair exactly at the limit goes to the solver.
+    assert match_candidates([0, 1], [1, 0], [0.2, 0.4], 0.5) == [(0, 1), (1, 0)]
+    assert match_candidates([0], [0], [0.5], 0.5) in ([], [(0, 0)])
+    # Two rows want one column: the cheaper wins, the other row's own column stays.
+    assert match_candidates([0, 1, 1], [0, 0, 1], [0.1, 0.2, 0.3], 0.8) == [(0, 0), (1, 1)]
+    # Competing candidates beyond the Python search go to lap.
+    n = 8
+    full = np.full((n, n), 0.5) - 0.3 * np.eye(n)
+    assert match_candidates(*_candidates(full, 0.8), 0.8) == [(i, i) for i in range(n)]
