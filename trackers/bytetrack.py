@@ -162,6 +162,9 @@ class ByteTrack:
         class_aware: Only associate tracks with detections of the same class (and
             only treat tracks of the same class as duplicates). Default False (a
             track takes the class of its latest detection).
+        min_hits: Matched frames in a row a confirmed track needs before it is first
+            reported, >= 1. Once reported, a track stays reportable. Default 1 (as
+            the reference: every confirmed track is reported).
         output_coasting: Also report confirmed tracks not matched this frame (their
             predicted box, ``det_index`` -1) while they are within the lost buffer.
             Default False: only tracks updated this frame are reported, as in the
@@ -196,6 +199,7 @@ class ByteTrack:
         duplicate_iou: float = 0.85,
         class_aware: bool = False,
         output_coasting: bool = False,
+        min_hits: int = 1,
     ) -> None:
         unit = (0.0, 1.0)
         self.high_threshold: float = _check_range(
@@ -227,6 +231,9 @@ class ByteTrack:
         ):
             raise ValueError(f"max_lost_tracks: must be an integer >= 0, got {max_lost_tracks!r}")
         self.max_lost_tracks: int = int(max_lost_tracks)
+        if isinstance(min_hits, bool) or not isinstance(min_hits, Integral) or min_hits < 1:
+            raise ValueError(f"min_hits: must be an integer >= 1, got {min_hits!r}")
+        self.min_hits: int = int(min_hits)
         self.duplicate_iou: float = _check_range(
             "duplicate_iou", duplicate_iou, *unit, low_open=True
         )
@@ -254,6 +261,7 @@ class ByteTrack:
         self._start: list[int] = []  # frame of birth
         self._cls: list[int] = []  # class of the last detection
         self._det: list[int] = []  # input row this frame, -1 if none
+        self._hits: list[int] = []  # matched frames in a row (kept once >= min_hits)
         # max_frames_lost at the end of the last update: every stored track was then
         # within it, so only a gap or a shorter buffer can have expired one since.
         self._checked_max_lost = 0
@@ -275,6 +283,8 @@ class ByteTrack:
         self._start = [start[i] for i in rows]
         self._cls = [cls[i] for i in rows]
         self._det = [det[i] for i in rows]
+        hits = self._hits
+        self._hits = [hits[i] for i in rows]
 
     def _remove(self, rows: list[int]) -> None:
         gone = set(rows)
@@ -318,6 +328,7 @@ class ByteTrack:
             "duplicate_iou": self.duplicate_iou,
             "class_aware": self.class_aware,
             "output_coasting": self.output_coasting,
+            "min_hits": self.min_hits,
         }
 
     def __repr__(self) -> str:
@@ -641,6 +652,7 @@ class ByteTrack:
         self._start += [frame] * k
         self._cls += [classes[r] for r in rows]
         self._det += rows
+        self._hits += [0] * k
 
     def _finish(self) -> TrackerOutput:
         """Step 7 (cap the lost tracks, remove duplicates) and the frame's output."""
@@ -657,11 +669,19 @@ class ByteTrack:
                 boxes = None
         # Confirmed tracks are stored in ascending id order (ids are handed out in
         # row order, and new tracks are appended), so ``rows`` is sorted by id.
-        state, det = self._state, self._det
+        state, det, mature = self._state, self._det, self.min_hits
+        self._hits = hits = [
+            h + 1 if d >= 0 else (h if h >= mature else 0)
+            for h, d in zip(self._hits, det, strict=True)
+        ]
         if self.output_coasting:
-            rows = [i for i, s in enumerate(state) if s != _TENTATIVE]
+            rows = [i for i, s in enumerate(state) if s != _TENTATIVE and hits[i] >= mature]
         else:
-            rows = [i for i, s in enumerate(state) if s != _TENTATIVE and det[i] >= 0]
+            rows = [
+                i
+                for i, s in enumerate(state)
+                if s != _TENTATIVE and det[i] >= 0 and hits[i] >= mature
+            ]
         at = np.array(rows, dtype=np.intp)
         if boxes is None:
             x = self._x.take(at, axis=1)

@@ -97,6 +97,7 @@ class ByteTrackConfig(StrictModel):
         duplicate_iou: Tracked and lost tracks overlapping more than this are deduplicated.
         class_aware: Match tracks only to detections of the same class.
         output_coasting: Also report tracks not matched this frame (``det_index`` -1).
+        min_hits: Matched frames in a row before a track is first reported (1: at once).
     """
 
     type: Literal["bytetrack"]
@@ -112,6 +113,7 @@ class ByteTrackConfig(StrictModel):
     duplicate_iou: float = Field(0.85, gt=0.0, le=1.0)
     class_aware: bool = False
     output_coasting: bool = False
+    min_hits: int = Field(1, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _low_below_high(self) -> ByteTrackConfig:

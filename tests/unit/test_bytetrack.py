@@ -535,3 +535,18 @@ def test_update_with_100_detections_takes_under_a_millisecond() -> None:
             times.append(time.perf_counter() - t0)
         best = min(best, float(np.median(times[20:])))
     assert best < 1e-3, f"median {1e3 * best:.3f} ms per update with 100 detections"
+
+
+def test_min_hits_delays_the_first_report_then_keeps_reporting() -> None:
+    box = np.array([[100.0, 100.0, 150.0, 200.0]], np.float32)
+    conf, cls = np.array([0.9], np.float32), np.array([0])
+    empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+    tracker = ByteTrack(frame_rate=10.0, min_hits=3, output_coasting=True)
+    counts = [len(tracker.update(box + 2.0 * i, conf, cls)) for i in range(4)]
+    assert counts == [0, 0, 1, 1]  # reported from the third matched frame on
+    coasting = tracker.update(*empty)  # a miss: a mature track stays reportable
+    assert len(coasting) == 1 and coasting.det_index[0] == -1
+    default = ByteTrack(frame_rate=10.0)
+    assert len(default.update(box, conf, cls)) == 1  # min_hits=1: the reference's behaviour
+    with pytest.raises(ValueError, match="min_hits"):
+        ByteTrack(min_hits=0)
