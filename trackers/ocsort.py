@@ -55,8 +55,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from trackers.kalman_xysr import KalmanFilterXYSR, xysr_to_xyxy_cm, xyxy_to_xysr_cm
-from trackers.sort import (
+from trackers._common import (
     _EMPTY_INTP,
     BoolArray,
     Float64Array,
@@ -70,10 +69,11 @@ from trackers.sort import (
     _check_int,
     _check_range,
     _frames,
-    _iou,
     _max_weight_assignment,
     _validate_detections,
 )
+from trackers.kalman_xysr import KalmanFilterXYSR, xysr_to_xyxy_cm, xyxy_to_xysr_cm
+from trackers.matching import box_iou_rows
 from trackers.types import TrackerOutput
 
 _DIRECTION_EPS = 1e-6  # added to the norm of a displacement, as in the reference
@@ -456,7 +456,7 @@ class OcSort:
         det_classes: npt.NDArray[np.int32],
     ) -> Float64Array:
         """``(T, D)`` IoU of ``(4, T)`` track boxes (table ``rows``, None = all) and dets."""
-        iou = _iou(track_boxes, det_boxes)
+        iou = box_iou_rows(track_boxes, det_boxes)
         if self.class_aware:
             cls = self._cls if rows is None else self._cls[rows]
             iou[cls[:, None] != det_classes[None, :]] = 0.0
