@@ -1,0 +1,213 @@
+"""Sliced (SAHI-style) inference around any :class:`~streamer.detect.YoloDetector`.
+
+Implements slicing-aided hyper inference (Akyon, Altinuc, Temizel, "Slicing Aided
+Hyper Inference and Fine-tuning for Small Object Detection", ICIP 2022): the frame is
+cut into overlapping tiles (:func:`~streamer.slicing.grid.tile_grid`), each tile is
+detected at (near) full resolution, an optional full-frame pass keeps large objects,
+and the detections are mapped back to frame pixels and merged
+(:func:`~streamer.slicing.merge.merge_detections`).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from streamer.detect.detector import YoloDetector
+from streamer.slicing.grid import auto_tile_wh, tile_grid
+from streamer.slicing.merge import (
+    MatchMetric,
+    MergeMethod,
+    concat_detections,
+    merge_detections,
+    offset_detections,
+)
+from streamer.types import Detections
+
+__all__ = ["SlicedDetector", "SlicedStats"]
+
+
+@dataclass(frozen=True)
+class SlicedStats:
+    """Counters of a :class:`SlicedDetector`.
+
+    Attributes:
+        frames: Frames processed so far.
+        tiles_last_frame: Tiles cut from the last frame (the full-frame pass excluded).
+        batch_last_frame: Images in the last frame's batch (tiles + full frame).
+        detections_before_merge: Detections of the last frame before merging.
+        inference_calls: ``detector.infer`` calls so far (one per frame).
+        images_inferred: Images sent to the model so far (sum of batch sizes).
+    """
+
+    frames: int = 0
+    tiles_last_frame: int = 0
+    batch_last_frame: int = 0
+    detections_before_merge: int = 0
+    inference_calls: int = 0
+    images_inferred: int = 0
+
+
+class SlicedDetector:
+    """Detects small objects by running a detector on overlapping tiles of the frame.
+
+    Per frame: the tile grid (cached per frame size) is cut from the frame as views
+    (no copy); each tile, and the whole frame when ``full_frame``, is letterboxed
+    with ``detector.preprocess`` straight into one row of a ``(T [+ 1], 3, in_h,
+    in_w) float32`` batch; the batch goes to **one** ``detector.infer`` call;
+    ``detector.postprocess`` decodes each row into the pixels of its tile (with the
+    detector's own confidence threshold and per-tile NMS); tile boxes are offset by
+    the tile origin into frame pixels, concatenated in tile order (full frame last),
+    and merged.
+
+    Per backend: a model with a dynamic batch runs the whole batch in one session
+    call. A model with a fixed batch ``k`` (``backend.fixed_batch``, e.g. 1 for a
+    static export) is run by the backend in chunks of ``k`` (the last chunk
+    zero-padded), i.e. tile by tile for ``k = 1``; the result is the same, only
+    slower. Either way this class makes one ``infer`` call per frame.
+
+    When the grid is a single tile equal to the whole frame (frame no larger than
+    the tile), the full-frame pass would repeat it and is skipped.
+
+    Args:
+        detector: The detector to wrap (any layout; its thresholds apply per tile).
+        tile_wh: ``(width, height)`` of a tile, pixels, or None for
+            :func:`~streamer.slicing.grid.auto_tile_wh` (the model input size, so
+            tiles are not downscaled).
+        overlap_ratio: Overlap of neighbouring tiles as a fraction of the tile size,
+            in [0, 1) (SAHI's default is 0.2).
+        overlap_px: Overlap in pixels; when given it replaces ``overlap_ratio``.
+        full_frame: Also run the whole frame (SAHI's "standard prediction") so that
+            objects larger than a tile are still found.
+        max_tiles: Budget of tiles per frame, >= 1, or None; see
+            :func:`~streamer.slicing.grid.tile_grid` for how the tile grows.
+        merge: ``"nms"``, ``"nmm"`` (greedy non-maximum merging) or ``"none"``.
+        metric: ``"ios"`` (intersection over smaller, SAHI's default, also matches
+            a cut piece against the whole object) or ``"iou"``.
+        merge_threshold: Match threshold of the merge, in [0, 1].
+        class_aware: Only detections of the same class are merged.
+
+    Raises:
+        ValueError: on an out-of-range argument (raised at construction where the
+            frame size is not needed, otherwise on the first frame).
+
+    Thread-safety: ``__call__`` may run concurrently from several threads (the
+    detector is thread-safe; the grid cache and the counters are guarded by a lock).
+    """
+
+    def __init__(
+        self,
+        detector: YoloDetector,
+        tile_wh: tuple[int, int] | None = None,
+        overlap_ratio: float = 0.2,
+        overlap_px: int | None = None,
+        full_frame: bool = True,
+        max_tiles: int | None = None,
+        merge: MergeMethod = "nms",
+        metric: MatchMetric = "ios",
+        merge_threshold: float = 0.5,
+        class_aware: bool = True,
+    ) -> None:
+        self._detector = detector
+        self._overlap_ratio: float | None = None if overlap_px is not None else overlap_ratio
+        self._overlap_px = overlap_px
+        self._tile_wh = tile_wh
+        self._full_frame = bool(full_frame)
+        self._max_tiles = max_tiles
+        self._merge: MergeMethod = merge
+        self._metric: MatchMetric = metric
+        self._threshold = float(merge_threshold)
+        self._class_aware = bool(class_aware)
+        # Validate everything that does not need the frame size now.
+        probe_tile = tile_wh if tile_wh is not None else detector.input_wh
+        tile_grid(probe_tile, probe_tile, self._overlap_ratio, overlap_px, max_tiles)
+        merge_detections(Detections.empty(), merge, metric, merge_threshold, class_aware)
+        self._grids: dict[tuple[int, int], npt.NDArray[np.int32]] = {}
+        self._lock = threading.Lock()
+        self._stats = SlicedStats()
+
+    @property
+    def detector(self) -> YoloDetector:
+        """The wrapped detector."""
+        return self._detector
+
+    @property
+    def stats(self) -> SlicedStats:
+        """A snapshot of the counters."""
+        return self._stats
+
+    def tiles_for(self, image_wh: tuple[int, int]) -> npt.NDArray[np.int32]:
+        """The ``(T, 4) int32`` half-open ``xyxy`` tiles (frame pixels) for a frame size.
+
+        Raises:
+            ValueError: if the frame size or the grid arguments are invalid.
+        """
+        key = (int(image_wh[0]), int(image_wh[1]))
+        grid = self._grids.get(key)
+        if grid is None:
+            tile = self._tile_wh or auto_tile_wh(key, self._detector.input_wh)
+            grid = tile_grid(key, tile, self._overlap_ratio, self._overlap_px, self._max_tiles)
+            grid.flags.writeable = False
+            with self._lock:
+                self._grids[key] = grid
+        return grid
+
+    def __call__(self, image_bgr: npt.NDArray[np.uint8]) -> Detections:
+        """Detect in one ``(H, W, 3) uint8`` BGR frame.
+
+        Returns:
+            Merged :class:`Detections`, ``xyxy`` float32 in frame pixels (inside the
+            frame), sorted by descending confidence.
+
+        Raises:
+            ValueError: if the image is not ``(H, W, 3)``.
+            BackendError: if inference fails.
+        """
+        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+            raise ValueError(f"image must be (H, W, 3) uint8, got {tuple(image_bgr.shape)}")
+        h, w = image_bgr.shape[:2]
+        tiles = self.tiles_for((w, h))
+        whole = len(tiles) == 1 and tuple(tiles[0]) == (0, 0, w, h)
+        run_full = self._full_frame and not whole
+        n = len(tiles) + int(run_full)
+        in_w, in_h = self._detector.input_wh
+        batch = np.empty((n, 3, in_h, in_w), np.float32)
+        letterboxes = []
+        for i, (x1, y1, x2, y2) in enumerate(tiles):
+            view = image_bgr[y1:y2, x1:x2]  # a view, no copy
+            letterboxes.append(self._detector.preprocess(view, out=batch[i])[1])
+        if run_full:
+            letterboxes.append(self._detector.preprocess(image_bgr, out=batch[n - 1])[1])
+        per_image = self._detector.postprocess(self._detector.infer(batch), letterboxes)
+        parts = [
+            offset_detections(d, (float(t[0]), float(t[1])))
+            for d, t in zip(per_image[: len(tiles)], tiles, strict=True)
+        ]
+        if run_full:
+            parts.append(per_image[-1])
+        merged_in = concat_detections(parts)
+        result = merge_detections(
+            merged_in, self._merge, self._metric, self._threshold, self._class_aware
+        )
+        with self._lock:
+            s = self._stats
+            self._stats = SlicedStats(
+                frames=s.frames + 1,
+                tiles_last_frame=len(tiles),
+                batch_last_frame=n,
+                detections_before_merge=len(merged_in),
+                inference_calls=s.inference_calls + 1,
+                images_inferred=s.images_inferred + n,
+            )
+        return result
+
+    def __repr__(self) -> str:
+        return (
+            f"SlicedDetector(tile_wh={self._tile_wh or 'auto'}, overlap_ratio="
+            f"{self._overlap_ratio}, overlap_px={self._overlap_px}, full_frame="
+            f"{self._full_frame}, max_tiles={self._max_tiles}, merge={self._merge!r}, "
+            f"metric={self._metric!r}, merge_threshold={self._threshold})"
+        )
