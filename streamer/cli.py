@@ -32,6 +32,7 @@ from streamer.config.loader import dump_resolved, load_pipeline
 from streamer.config.schema import TRACKER_TYPES, PipelineConfig
 from streamer.errors import ConfigError, StreamerError
 from streamer.pipeline.runner import Pipeline, RunResult
+from streamer.slicing.sliced import SlicedDetector
 
 DEFAULT_PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "pets09_people.yaml"
 
@@ -98,9 +99,19 @@ def run_pipeline(
                 )
 
             result = pipe.run(on_tick=tick)
-    (run_dir / "summary.json").write_text(
-        json.dumps(summary_dict(cfg, result), indent=2), encoding="utf-8"
-    )
+    summary = summary_dict(cfg, result)
+    if isinstance(built.detector, SlicedDetector):
+        st = built.detector.stats
+        result.notes.append(
+            f"slicing: {st.tiles_per_frame:.2f} tiles per frame "
+            f"({st.images_inferred} images inferred in {st.inference_calls} calls)"
+        )
+        summary["slicing"] = {
+            "tiles_per_frame": round(st.tiles_per_frame, 3),
+            "images_inferred": st.images_inferred,
+            "inference_calls": st.inference_calls,
+        }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return result
 
 
@@ -163,11 +174,12 @@ def summary_table(result: RunResult) -> Table:
             str(c.total_drops),
         )
     frames = sum(result.frames.values())
+    notes = "".join(f"; {n}" for n in result.notes)
     table.caption = (
         f"{frames} frames read, {result.packets_out} written in {result.wall_s:.2f} s "
         f"= {result.fps:.1f} frames/s; end-to-end latency p50 "
         f"{result.latency_ms.percentile_ms(50):.1f} ms, p95 "
-        f"{result.latency_ms.percentile_ms(95):.1f} ms"
+        f"{result.latency_ms.percentile_ms(95):.1f} ms{notes}"
     )
     return table
 

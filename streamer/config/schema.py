@@ -59,6 +59,32 @@ SourceConfig = Annotated[VideoFileSourceConfig, Field(discriminator="type")]
 
 
 # -- stages --------------------------------------------------------------------------
+class SlicingConfig(StrictModel):
+    """Sliced (SAHI) inference: overlapping tiles plus an optional full-frame pass.
+
+    Attributes:
+        tile_wh: Tile width and height, pixels; null: the model's input size.
+        overlap_ratio: Overlap of neighbouring tiles as a fraction of the tile, [0, 1).
+        overlap_px: Overlap in pixels (overrides ``overlap_ratio``).
+        full_frame: Also detect on the whole frame, so large objects survive.
+        max_tiles: Most tiles per frame (bigger tiles when the grid needs more).
+        merge: ``nms``, ``nmm`` (greedy non-maximum merging) or ``none``.
+        metric: ``iou`` or ``ios`` (intersection over the smaller box).
+        merge_threshold: Boxes match when the metric is above this, (0, 1].
+        class_aware: Merge only boxes of the same class.
+    """
+
+    tile_wh: tuple[int, int] | None = None
+    overlap_ratio: float = Field(0.2, ge=0.0, lt=1.0)
+    overlap_px: int | None = Field(None, ge=0)
+    full_frame: bool = True
+    max_tiles: int | None = Field(None, ge=1)
+    merge: Literal["nms", "nmm", "none"] = "nms"
+    metric: Literal["iou", "ios"] = "ios"
+    merge_threshold: float = Field(0.5, gt=0.0, le=1.0)
+    class_aware: bool = True
+
+
 class DetectStageConfig(StrictModel):
     """YOLO detection (letterbox preprocessing in its own thread, then inference)."""
 
@@ -77,6 +103,7 @@ class DetectStageConfig(StrictModel):
     intra_op_threads: int | None = Field(None, ge=1, le=256)
     max_batch: int = Field(1, ge=1, le=256)
     max_wait_ms: float = Field(0.0, ge=0.0, le=10_000.0)
+    slicing: SlicingConfig | None = None
     queue: QueueConfig | None = None
 
 

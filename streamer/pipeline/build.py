@@ -35,6 +35,7 @@ from streamer.sinks.base import Sink
 from streamer.sinks.jsonl import JsonlTracksSink
 from streamer.sinks.mot import MotTracksSink
 from streamer.sinks.video import AnnotatedVideoSink
+from streamer.slicing.sliced import SlicedDetector
 from streamer.sources.video_file import VideoFileSource
 from trackers.types import Tracker
 
@@ -44,7 +45,7 @@ class BuiltPipeline:
     """A pipeline ready to run, with what the CLI reports about it."""
 
     pipeline: Pipeline
-    detector: YoloDetector
+    detector: YoloDetector | SlicedDetector
     run_dir: Path
 
 
@@ -165,7 +166,25 @@ def build_pipeline(cfg: PipelineConfig, run_dir: Path) -> BuiltPipeline:
     """
     detect_cfg = cfg.stages[0]
     assert isinstance(detect_cfg, DetectStageConfig)  # guaranteed by the schema
-    detector = make_detector(detect_cfg)
+    base_detector = make_detector(detect_cfg)
+    detector: YoloDetector | SlicedDetector = base_detector
+    if detect_cfg.slicing is not None:
+        sl = detect_cfg.slicing
+        try:
+            detector = SlicedDetector(
+                base_detector,
+                tile_wh=sl.tile_wh,
+                overlap_ratio=sl.overlap_ratio,
+                overlap_px=sl.overlap_px,
+                full_frame=sl.full_frame,
+                max_tiles=sl.max_tiles,
+                merge=sl.merge,
+                metric=sl.metric,
+                merge_threshold=sl.merge_threshold,
+                class_aware=sl.class_aware,
+            )
+        except ValueError as e:
+            raise ConfigError(f"stages[0].slicing: {e}") from None
     sources: list[Source] = [
         VideoFileSource(
             s.path, source_id=s.id, decode_threads=s.decode_threads, max_frames=s.max_frames

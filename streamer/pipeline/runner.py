@@ -52,6 +52,7 @@ class RunResult:
         latency_ms: End-to-end latency (capture to the end of the last stage), ms.
         errors: One-line errors (stage failures first, then source errors).
         interrupted: True when the run was stopped by Ctrl-C.
+        notes: Extra one-line figures for the summary (e.g. tiles per frame).
     """
 
     wall_s: float
@@ -62,6 +63,7 @@ class RunResult:
     latency_ms: LatencyStats
     errors: list[str] = field(default_factory=list)
     interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -10,14 +10,33 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
-from streamer.detect.detector import YoloDetector
 from streamer.pipeline.stage import BaseStage
 from streamer.sinks.base import Sink
-from streamer.types import Event, Packet, StreamEnd, StreamGap, StreamStart, Tracks
+from streamer.types import Detections, Event, Packet, StreamEnd, StreamGap, StreamStart, Tracks
 from trackers.types import Tracker
+
+
+class PhasedDetector(Protocol):
+    """A detector in three phases (``YoloDetector``, ``SlicedDetector``).
+
+    ``preprocess`` makes a ``(3, H, W)`` tensor for one image (or an ``(n, 3, H, W)``
+    batch of its tiles) and a mapping-back object; ``infer`` runs a batch;
+    ``postprocess`` returns one :class:`~streamer.types.Detections` per image.
+    """
+
+    @property
+    def class_names(self) -> tuple[str, ...]: ...
+
+    def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, Any]: ...
+
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]: ...
+
+    def postprocess(self, outputs: list[np.ndarray], metas: Any) -> list[Detections]: ...
+
 
 TrackerFactory = Callable[[float], Tracker]
 """Builds a tracker for a stream of the given frame rate (frames per second)."""
@@ -26,7 +45,7 @@ TrackerFactory = Callable[[float], Tracker]
 class PreprocessStage(BaseStage):
     """Letterbox + normalise each frame into ``packet.input_tensor`` (``(3, H, W) float32``)."""
 
-    def __init__(self, detector: YoloDetector, name: str = "preprocess") -> None:
+    def __init__(self, detector: PhasedDetector, name: str = "preprocess") -> None:
         self.detector = detector
         self.name = name
 
@@ -48,7 +67,7 @@ class DetectStage(BaseStage):
 
     def __init__(
         self,
-        detector: YoloDetector,
+        detector: PhasedDetector,
         name: str = "detect",
         max_batch: int = 1,
         max_wait_ms: float = 0.0,
@@ -64,7 +83,10 @@ class DetectStage(BaseStage):
             if p.input_tensor is None:
                 raise RuntimeError("packet reached detection without an input tensor")
             tensors.append(p.input_tensor)
-        batch = np.stack(tensors) if len(tensors) > 1 else tensors[0][None]
+        if tensors[0].ndim == 4:  # sliced: each packet brings a batch of tiles
+            batch = np.concatenate(tensors) if len(tensors) > 1 else tensors[0]
+        else:
+            batch = np.stack(tensors) if len(tensors) > 1 else tensors[0][None]
         outputs = self.detector.infer(batch)
         results = self.detector.postprocess(outputs, [p.letterbox for p in packets])
         for p, dets in zip(packets, results, strict=True):

@@ -11,12 +11,14 @@ and the detections are mapped back to frame pixels and merged
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from streamer.detect.detector import YoloDetector
+from streamer.preprocess.letterbox import Letterbox
 from streamer.slicing.grid import auto_tile_wh, tile_grid
 from streamer.slicing.merge import (
     MatchMetric,
@@ -27,7 +29,7 @@ from streamer.slicing.merge import (
 )
 from streamer.types import Detections
 
-__all__ = ["SlicedDetector", "SlicedStats"]
+__all__ = ["SlicePlan", "SlicedDetector", "SlicedStats"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class SlicedStats:
         detections_before_merge: Detections of the last frame before merging.
         inference_calls: ``detector.infer`` calls so far (one per frame).
         images_inferred: Images sent to the model so far (sum of batch sizes).
+        tiles_total: Tiles cut so far (the full-frame passes excluded).
     """
 
     frames: int = 0
@@ -49,6 +52,32 @@ class SlicedStats:
     detections_before_merge: int = 0
     inference_calls: int = 0
     images_inferred: int = 0
+    tiles_total: int = 0
+
+    @property
+    def tiles_per_frame(self) -> float:
+        """Mean tiles per frame so far (the full-frame pass excluded)."""
+        return self.tiles_total / self.frames if self.frames else 0.0
+
+
+@dataclass(frozen=True)
+class SlicePlan:
+    """How one frame's batch rows map back to the frame.
+
+    Attributes:
+        tiles: ``(T, 4) int32`` half-open ``xyxy`` tiles, frame pixels.
+        letterboxes: Letterbox of each batch row (tiles, then the full frame).
+        run_full: Whether the last batch row is the full frame.
+    """
+
+    tiles: npt.NDArray[np.int32]
+    letterboxes: tuple[Letterbox, ...]
+    run_full: bool
+
+    @property
+    def batch_size(self) -> int:
+        """Rows of this frame in the model batch."""
+        return len(self.tiles) + int(self.run_full)
 
 
 class SlicedDetector:
@@ -155,16 +184,21 @@ class SlicedDetector:
                 self._grids[key] = grid
         return grid
 
-    def __call__(self, image_bgr: npt.NDArray[np.uint8]) -> Detections:
-        """Detect in one ``(H, W, 3) uint8`` BGR frame.
+    def preprocess(
+        self, image_bgr: npt.NDArray[np.uint8]
+    ) -> tuple[npt.NDArray[np.float32], SlicePlan]:
+        """Cut and letterbox the tiles (and the full frame) of one frame into a batch.
+
+        Args:
+            image_bgr: ``(H, W, 3) uint8`` BGR frame.
 
         Returns:
-            Merged :class:`Detections`, ``xyxy`` float32 in frame pixels (inside the
-            frame), sorted by descending confidence.
+            ``(n, 3, in_h, in_w) float32`` model input (tiles in row-major order, then
+            the full frame when it is run) and the :class:`SlicePlan` that maps the
+            outputs back.
 
         Raises:
             ValueError: if the image is not ``(H, W, 3)``.
-            BackendError: if inference fails.
         """
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
             raise ValueError(f"image must be (H, W, 3) uint8, got {tuple(image_bgr.shape)}")
@@ -181,28 +215,88 @@ class SlicedDetector:
             letterboxes.append(self._detector.preprocess(view, out=batch[i])[1])
         if run_full:
             letterboxes.append(self._detector.preprocess(image_bgr, out=batch[n - 1])[1])
-        per_image = self._detector.postprocess(self._detector.infer(batch), letterboxes)
-        parts = [
-            offset_detections(d, (float(t[0]), float(t[1])))
-            for d, t in zip(per_image[: len(tiles)], tiles, strict=True)
-        ]
-        if run_full:
-            parts.append(per_image[-1])
-        merged_in = concat_detections(parts)
-        result = merge_detections(
-            merged_in, self._merge, self._metric, self._threshold, self._class_aware
-        )
-        with self._lock:
-            s = self._stats
-            self._stats = SlicedStats(
-                frames=s.frames + 1,
-                tiles_last_frame=len(tiles),
-                batch_last_frame=n,
-                detections_before_merge=len(merged_in),
-                inference_calls=s.inference_calls + 1,
-                images_inferred=s.images_inferred + n,
+        return batch, SlicePlan(tiles, tuple(letterboxes), run_full)
+
+    def infer(self, batch: npt.NDArray[np.float32]) -> list[np.ndarray]:
+        """Run the wrapped detector's backend on a batch from :meth:`preprocess` (or
+        several concatenated along the first axis)."""
+        return self._detector.infer(batch)
+
+    def postprocess(
+        self, outputs: list[np.ndarray], plans: Sequence[SlicePlan]
+    ) -> list[Detections]:
+        """Decode, map back to frame pixels and merge, one :class:`Detections` per plan.
+
+        Args:
+            outputs: Raw model outputs of the concatenated batches of ``plans``.
+            plans: The plans of the frames in the batch, in batch order.
+
+        Returns:
+            One merged :class:`Detections` per frame, ``xyxy`` float32 in frame pixels,
+            sorted by descending confidence.
+        """
+        results = []
+        start = 0
+        for plan in plans:
+            n = plan.batch_size
+            part = [o[start : start + n] for o in outputs]
+            start += n
+            per_image = self._detector.postprocess(part, list(plan.letterboxes))
+            k = len(plan.tiles)
+            parts = [
+                offset_detections(d, (float(t[0]), float(t[1])))
+                for d, t in zip(per_image[:k], plan.tiles, strict=True)
+            ]
+            if plan.run_full:
+                parts.append(per_image[-1])
+            merged_in = concat_detections(parts)
+            results.append(
+                merge_detections(
+                    merged_in, self._merge, self._metric, self._threshold, self._class_aware
+                )
             )
-        return result
+            with self._lock:
+                s = self._stats
+                self._stats = SlicedStats(
+                    frames=s.frames + 1,
+                    tiles_last_frame=k,
+                    batch_last_frame=n,
+                    detections_before_merge=len(merged_in),
+                    inference_calls=s.inference_calls + (1 if plan is plans[0] else 0),
+                    images_inferred=s.images_inferred + n,
+                    tiles_total=s.tiles_total + k,
+                )
+        return results
+
+    def __call__(self, image_bgr: npt.NDArray[np.uint8]) -> Detections:
+        """Detect in one ``(H, W, 3) uint8`` BGR frame: :meth:`preprocess`, one
+        :meth:`infer` call, :meth:`postprocess`.
+
+        Returns:
+            Merged :class:`Detections`, ``xyxy`` float32 in frame pixels (inside the
+            frame), sorted by descending confidence.
+
+        Raises:
+            ValueError: if the image is not ``(H, W, 3)``.
+            BackendError: if inference fails.
+        """
+        batch, plan = self.preprocess(image_bgr)
+        return self.postprocess(self.infer(batch), [plan])[0]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Class names of the wrapped detector."""
+        return self._detector.class_names
+
+    @property
+    def input_wh(self) -> tuple[int, int]:
+        """Model input size of the wrapped detector, pixels."""
+        return self._detector.input_wh
+
+    @property
+    def layout(self) -> str:
+        """Output layout of the wrapped detector."""
+        return self._detector.layout
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,59 @@
+"""A pipeline with a ``slicing:`` block runs on video with tracking and reports tiles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import require_data
+
+from streamer.cli import run_pipeline
+from streamer.config.loader import load_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+FRAMES = 105  # cars pass from frame ~65 on; full-frame YOLOX sees them only at ~100
+
+
+def run(tmp_path: Path, name: str, sliced: bool) -> tuple[dict, list[dict]]:
+    require_data("videos/car-detection.mp4")
+    require_data("models/yolox_nano.onnx")
+    cfg = load_pipeline(REPO / "pipelines/car_detection_sliced.yaml")
+    cfg.sources[0].max_frames = FRAMES
+    if not sliced:
+        cfg.stages[0].slicing = None  # type: ignore[union-attr]
+    out = tmp_path / name
+    result = run_pipeline(cfg, out, show_progress=False)
+    assert result.ok, result.errors
+    summary = json.loads((out / "summary.json").read_text())
+    records = [json.loads(x) for x in (out / "tracks.jsonl").read_text().splitlines()]
+    return summary, records
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, list[dict]]]:
+    base = tmp_path_factory.mktemp("sliced")
+    return {"sliced": run(base, "sliced", True), "full": run(base, "full", False)}
+
+
+def test_summary_reports_tiles_and_stage_times(runs: dict) -> None:
+    summary, records = runs["sliced"]
+    assert summary["packets_out"] == FRAMES and len(records) == FRAMES
+    # 768x432 with 416 px tiles and 20 % overlap: a 3 x 2 grid, plus the full frame.
+    assert summary["slicing"]["tiles_per_frame"] == 6
+    assert summary["slicing"]["images_inferred"] == FRAMES * 7
+    assert {s["name"] for s in summary["stages"]} >= {"preprocess", "detect", "track"}
+    assert all(s["mean_ms"] > 0 for s in summary["stages"])
+    assert "slicing" not in runs["full"][0]
+
+
+def test_slicing_finds_more_cars_and_tracks_them(runs: dict) -> None:
+    sliced = sum(len(r["tracks"]) for r in runs["sliced"][1])
+    full = sum(len(r["tracks"]) for r in runs["full"][1])
+    assert sliced > full
+    ids = {t["track_id"] for r in runs["sliced"][1] for t in r["tracks"]}
+    assert ids  # tracked, with ids
+    for r in runs["sliced"][1]:
+        for t in r["tracks"]:
+            x1, y1, x2, y2 = t["xyxy"]
+            assert 0 <= x1 < x2 <= 768 and 0 <= y1 < y2 <= 432
