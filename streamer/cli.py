@@ -307,6 +307,67 @@ def _cmd_eval_mot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_eval_det(args: argparse.Namespace) -> int:
+    from streamer.evaluation.det import eval_det_command
+
+    try:
+        table = eval_det_command([Path(p) for p in args.gt], Path(args.pred), args.format)
+    except (OSError, ValueError) as e:
+        raise StreamerError(str(e)) from None
+    print(table)
+    return EXIT_OK
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+    from pydantic import ValidationError
+
+    from streamer.config.loader import apply_presets, substitute, validation_message
+    from streamer.config.schema import DetectStageConfig
+    from streamer.evaluation.det import write_predictions
+    from streamer.pipeline.build import make_detector
+    from streamer.slicing.sliced import SlicedDetector
+
+    stage: dict[str, object] = {"type": "detect", "preset": args.preset}
+    if args.model:
+        stage["model"] = args.model
+    if args.conf is not None:
+        stage["conf_threshold"] = args.conf
+    if args.tile:
+        stage["slicing"] = {
+            "tile_wh": [args.tile, args.tile],
+            "overlap_ratio": args.overlap,
+            "full_frame": not args.no_full_frame,
+        }
+    raw = apply_presets(substitute({"stages": [stage]}), Path.cwd())
+    try:
+        cfg = DetectStageConfig.model_validate(raw["stages"][0])
+    except ValidationError as e:
+        raise ConfigError(validation_message(e, "streamer detect", ("stages", 0))) from None
+    base = make_detector(cfg)
+    detector = base
+    if cfg.slicing is not None:
+        sl = cfg.slicing
+        detector = SlicedDetector(  # type: ignore[assignment]
+            base, tile_wh=sl.tile_wh, overlap_ratio=sl.overlap_ratio, full_frame=sl.full_frame
+        )
+    console = _stderr()
+    results = {}
+    for name in args.images:
+        read = cv2.imread(name)
+        if read is None:
+            raise StreamerError(f"{name}: not a readable image")
+        image = np.asarray(read, dtype=np.uint8)
+        t0 = time.perf_counter()
+        results[Path(name).name] = dets = detector(image)
+        ms = 1000 * (time.perf_counter() - t0)
+        console.print(f"{name}: {len(dets)} detections in {ms:.0f} ms")
+    n = write_predictions(Path(args.out), results, base.class_names)
+    console.print(f"wrote {n} predictions to {args.out}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamer", description="Real-time video analytics from a pipeline YAML."
@@ -355,6 +416,27 @@ def build_parser() -> argparse.ArgumentParser:
     mot.add_argument("--pred-dir", help="folder of <seq>.txt predictions (with --gt-dir)")
     mot.add_argument("--json", action="store_true", help="print JSON instead of a table")
     mot.set_defaults(func=_cmd_eval_mot)
+    det = ev_sub.add_parser("det", help="AP50 and recall, overall and small objects (COCO eval)")
+    det.add_argument("--gt", nargs="+", required=True, help="VisDrone txt, COCO json or DOTA txt")
+    det.add_argument("--pred", required=True, help="COCO results json (streamer detect --out)")
+    det.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "visdrone", "coco", "dota"],
+        help="ground-truth format (default: from the file)",
+    )
+    det.set_defaults(func=_cmd_eval_det)
+
+    dt = sub.add_parser("detect", help="detect on images, optionally sliced, into a COCO json")
+    dt.add_argument("images", nargs="+", help="image files")
+    dt.add_argument("--out", required=True, help="COCO results json to write")
+    dt.add_argument("--preset", default="yolov8n_int8", help="detector preset (configs/detectors)")
+    dt.add_argument("--model", help="ONNX model (overrides the preset's)")
+    dt.add_argument("--conf", type=float, help="confidence threshold")
+    dt.add_argument("--tile", type=int, help="slice into square tiles of this many pixels")
+    dt.add_argument("--overlap", type=float, default=0.2, help="tile overlap ratio (0.2)")
+    dt.add_argument("--no-full-frame", action="store_true", help="tiles only, no full pass")
+    dt.set_defaults(func=_cmd_detect)
     return parser
 
 

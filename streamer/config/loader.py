@@ -110,7 +110,7 @@ def _read_yaml(path: Path, what: str) -> Any:
         raise ConfigError(f"{what} {path}:{where}: invalid YAML: {problem}") from None
 
 
-def _apply_presets(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+def apply_presets(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     stages = raw.get("stages")
     if not isinstance(stages, list):
         return raw
@@ -230,7 +230,7 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
         )
     base_dir = path.resolve().parent
     raw = substitute(raw)
-    raw = _apply_presets(raw, base_dir)
+    raw = apply_presets(raw, base_dir)
     try:
         cfg = PipelineConfig.model_validate(raw)
     except ValidationError as e:
