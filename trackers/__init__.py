@@ -1,4 +1,4 @@
-"""Multi-object trackers on plain numpy arrays (numpy + lap; never imports ``streamer``).
+"""Multi-object trackers on plain numpy arrays (numpy, lap, numba; never imports ``streamer``).
 
 Public API:
     :class:`ByteTrack`: ByteTrack (Zhang et al., ECCV 2022), one instance per stream.

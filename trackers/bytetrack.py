@@ -5,10 +5,9 @@ ECCV 2022. Reference implementation: ``ifzhang/ByteTrack``
 ``yolox/tracker/byte_tracker.py``. This is an independent implementation of the same
 algorithm with these differences (each deliberate):
 
-* The Kalman states of all tracks live in one array, so prediction and correction
-  of all tracks are a few batched numpy operations on the packed (per-coordinate
-  2x2 block) covariance of :class:`trackers.kalman.KalmanFilterXYAH`; the
-  bookkeeping of a frame's few tracks is plain Python.
+* The states of all tracks live in preallocated arrays and a frame is one compiled
+  (numba) function over them, with the packed (per-coordinate 2x2 block) covariance
+  of :class:`trackers.kalman.KalmanFilterXYAH`.
 * Identities are per instance, start at 1 and are handed out when a track is
   *confirmed* (the reference numbers every tentative track, so its ids have gaps).
 * Removed tracks are dropped at once (the reference keeps every removed track in
@@ -41,31 +40,34 @@ Algorithm per frame (``update``):
 7. Remove lost tracks not updated for more than the lost buffer, cap their number,
    and remove tracked/lost duplicates (IoU > ``duplicate_iou``; the younger goes).
 
-Implementation notes (speed): a frame has a few tracks and detections, so the cost is
-the number of numpy calls, not their size. Hence the packed Kalman state (a dozen
-elementwise operations for all tracks, no 8x8 products or solves); one IoU matrix per
-frame for the three associations, of which only the pairs that can be matched leave
-numpy; ``lap`` only where candidates compete
-(:func:`trackers.matching.match_candidates`); the per-track bookkeeping in Python
-lists; the output fields as read-only views of three fresh buffers. The results are
-those of the straightforward first implementation (git ``cd24f38``) to the last bit
-on the MOT15 files (``scripts/profile_bytetrack.py --compare-rev cd24f38``); only
-exactly tied assignments could be resolved differently.
+Implementation notes (speed): the whole of ``update`` after the input checks is one
+function compiled with numba (``@njit(cache=True)``, so only the first process on a
+machine pays the compilation, a few seconds; later ones load it from numba's cache).
+The tracks live in two preallocated arrays (float: packed Kalman state and score;
+int: id, state, frames, class, input row, hits), rows ``0 .. n - 1`` in order of
+birth, grown only when a frame could need more rows; removal compacts them in place.
+The Kalman steps are the per-coordinate 2x2 arithmetic of the ``*_packed`` methods of
+:class:`trackers.kalman.KalmanFilterXYAH`, operation for operation; the associations
+are those of :func:`trackers.matching.match_candidates`, with competing candidates
+solved by :func:`trackers.matching.lapjv_square`, a compiled port of ``lap``'s
+Jonker-Volgenant solver that returns what ``lap.lapjv`` returns. The results are those
+of the numpy implementation (git ``0f49348``) and of the first one (``cd24f38``) to the
+last bit on the MOT15 files (``scripts/profile_bytetrack.py --compare-rev 0f49348``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from numbers import Integral, Real
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 from trackers.kalman import PACKED_ROWS, KalmanFilterXYAH
-from trackers.matching import _TINY_AREA, match_candidates
+from trackers.matching import _TINY_AREA, lapjv_square
 from trackers.types import TrackerOutput
 
 # Track states.
@@ -73,21 +75,32 @@ _TRACKED = 0  # confirmed, matched in the last frame
 _LOST = 1  # confirmed, unmatched for up to max_frames_lost frames
 _TENTATIVE = 2  # born last frame, not yet confirmed (no id)
 
-# Rows of the per-track float array: the packed Kalman state (trackers.kalman), then
-# the score of the detection the track was last updated with.
+# Columns of the per-track float array (one row per track): the packed Kalman state
+# (trackers.kalman: mean 0-7, then pp, pv, vp, vv of the four coordinates), then the
+# score of the detection the track was last updated with.
 _SCORE = PACKED_ROWS
-_X_ROWS = PACKED_ROWS + 1
+_X_COLS = PACKED_ROWS + 1
 
-# Rows of a detection table (ByteTrack._detections) and of a box table (_box_table).
-_D_XYXY = slice(0, 4)  # x1, y1, x2, y2
-_D_XYAH = slice(4, 8)  # cx, cy, a, h (detections only)
-_D_AREA = 8
-_D_SCORE = 9  # (detections only)
-_D_ROWS = 10
+# Columns of the per-track int array.
+_ID = 0  # 0 while tentative
+_STATE = 1  # _TRACKED, _LOST or _TENTATIVE
+_LAST = 2  # frame of the last update
+_START = 3  # frame of birth
+_CLS = 4  # class of the last detection
+_DET = 5  # input row this frame, -1 if none
+_HITS = 6  # matched frames in a row (kept once >= min_hits)
+_I_COLS = 7
+
+# Entries of the int64 counter array.
+_M_N = 0  # stored tracks
+_M_NEXT_ID = 1
+_M_FRAME = 2
+_M_CHECKED = 3  # max_frames_lost at the end of the last update
+
+_MIN_CAPACITY = 32
 
 Float64Array = npt.NDArray[np.float64]
-IntpArray = npt.NDArray[np.intp]
-_T = TypeVar("_T")
+Int64Array = npt.NDArray[np.int64]
 
 
 def _check_range(
@@ -239,56 +252,34 @@ class ByteTrack:
         )
         self.class_aware: bool = _check_bool("class_aware", class_aware)
         self.output_coasting: bool = _check_bool("output_coasting", output_coasting)
-        self._kf: KalmanFilterXYAH = KalmanFilterXYAH()
         self._frame_rate: float = 30.0
         self._max_frames_lost: int = 0
         self.set_frame_rate(frame_rate)
-        self._next_id: int = 1
+        # Counters (stored tracks, next id, frame, max_frames_lost last checked).
+        self._meta: Int64Array = np.zeros(4, np.int64)
+        self._meta[_M_NEXT_ID] = 1
         self._clear()
 
     # ------------------------------------------------------------------ state
 
     def _clear(self) -> None:
-        self._frame_id = 0
-        # One column per track: the packed Kalman state and the score, component-major
-        # so that every quantity is a contiguous row (numpy works on whole rows).
-        self._x: Float64Array = np.zeros((_X_ROWS, 0))
-        # The bookkeeping of the same tracks, in the same order (a frame has a few
-        # tracks: Python lists are cheaper than numpy calls on them).
-        self._ids: list[int] = []  # 0 while tentative
-        self._state: list[int] = []  # _TRACKED, _LOST or _TENTATIVE
-        self._last: list[int] = []  # frame of the last update
-        self._start: list[int] = []  # frame of birth
-        self._cls: list[int] = []  # class of the last detection
-        self._det: list[int] = []  # input row this frame, -1 if none
-        self._hits: list[int] = []  # matched frames in a row (kept once >= min_hits)
-        # max_frames_lost at the end of the last update: every stored track was then
-        # within it, so only a gap or a shorter buffer can have expired one since.
-        self._checked_max_lost = 0
+        self._alloc(_MIN_CAPACITY)
+        meta = self._meta
+        meta[_M_N] = meta[_M_FRAME] = meta[_M_CHECKED] = 0
 
-    def _keep(self, rows: list[int]) -> None:
-        """Keep only the tracks in ``rows`` (ascending), in their order."""
-        self._x = self._x.take(rows, axis=1)
-        ids, state, last, start, cls, det = (
-            self._ids,
-            self._state,
-            self._last,
-            self._start,
-            self._cls,
-            self._det,
-        )
-        self._ids = [ids[i] for i in rows]
-        self._state = [state[i] for i in rows]
-        self._last = [last[i] for i in rows]
-        self._start = [start[i] for i in rows]
-        self._cls = [cls[i] for i in rows]
-        self._det = [det[i] for i in rows]
-        hits = self._hits
-        self._hits = [hits[i] for i in rows]
+    def _alloc(self, capacity: int) -> None:
+        # The tracks are rows 0 .. n - 1 of two preallocated arrays (in order of
+        # birth); the compiled update writes them in place and never grows them.
+        self._x: Float64Array = np.zeros((capacity, _X_COLS))
+        self._ti: Int64Array = np.zeros((capacity, _I_COLS), np.int64)
 
-    def _remove(self, rows: list[int]) -> None:
-        gone = set(rows)
-        self._keep([i for i in range(len(self._ids)) if i not in gone])
+    def _reserve(self, capacity: int) -> None:
+        """Make room for ``capacity`` tracks (at least doubling), keeping the stored ones."""
+        n = int(self._meta[_M_N])
+        x, ti = self._x, self._ti
+        self._alloc(max(capacity, 2 * x.shape[0]))
+        self._x[:n] = x[:n]
+        self._ti[:n] = ti[:n]
 
     def reset(self) -> None:
         """Forget every track (e.g. after a source reset); keep the parameters.
@@ -348,22 +339,25 @@ class ByteTrack:
     @property
     def frame_id(self) -> int:
         """Frames seen since construction or :meth:`reset`, gaps included."""
-        return self._frame_id
+        return int(self._meta[_M_FRAME])
+
+    def _states(self) -> Int64Array:
+        return self._ti[: self._meta[_M_N], _STATE]
 
     @property
     def num_tracked(self) -> int:
         """Number of stored tracked tracks (confirmed or not) after the last update."""
-        return sum(s != _LOST for s in self._state)
+        return int(np.count_nonzero(self._states() != _LOST))
 
     @property
     def num_unconfirmed(self) -> int:
         """Number of stored unconfirmed (tentative, one-frame) tracks."""
-        return self._state.count(_TENTATIVE)
+        return int(np.count_nonzero(self._states() == _TENTATIVE))
 
     @property
     def num_lost(self) -> int:
         """Number of stored lost tracks (never above ``max_lost_tracks``)."""
-        return self._state.count(_LOST)
+        return int(np.count_nonzero(self._states() == _LOST))
 
     # ----------------------------------------------------------------- update
 
@@ -402,390 +396,558 @@ class ByteTrack:
             raise ValueError(f"frames_elapsed: must be an integer >= 1, got {frames_elapsed!r}")
         if frames_elapsed < 1:
             raise ValueError(f"frames_elapsed: must be an integer >= 1, got {frames_elapsed!r}")
-        steps = int(frames_elapsed)
-        first_frame = self._frame_id == 0
-        self._frame_id += steps
-        frame = self._frame_id
-        max_lost = self._max_frames_lost
-
-        # 1. Drop tracks that a gap (or a shorter buffer) has carried past the lost
-        #    buffer, predict the rest (lost tracks have zero height velocity: it is
-        #    zeroed when they become lost).
-        if self._last and (steps > 1 or max_lost < self._checked_max_lost):
-            oldest = frame - 1 - max_lost
-            if min(self._last) < oldest:
-                self._keep([i for i, t in enumerate(self._last) if t >= oldest])
-        x = self._x
-        kinds = self._state
-        n = len(kinds)
-        for _ in range(steps if n else 0):
-            self._kf.predict_packed(x[:PACKED_ROWS])
-
-        # 2. The detections that take part (valid, confidence >= low_threshold):
-        #    their input rows ``cols`` and their table ``dets``.
-        cols, dets, det_scores = self._detections(boxes, scores)
-        high_thr = self.high_threshold
-        highs = [score >= high_thr for score in det_scores]
-        classes_l: list[int] = classes.tolist()
-
-        # 3.-5. The three associations: matched (track, column) pairs.
-        if n and highs:
-            pairs, n_confirmed = self._associate(x, kinds, dets, det_scores, highs, classes_l, cols)
-        else:
-            pairs, n_confirmed = [], 0
-
-        # Correct every matched track in one batched Kalman update.
-        self._det = det = [-1] * n
-        if pairs:
-            rows = [i for i, _ in pairs]
-            used = [j for _, j in pairs]
-            d = dets.take(used, axis=1)
-            at = np.array(rows, dtype=np.intp)
-            xm = x.take(at, axis=1)
-            self._kf.update_packed(xm[:PACKED_ROWS], d[_D_XYAH])
-            xm[_SCORE] = d[_D_SCORE]
-            x[:, at] = xm
-            last, cls = self._last, self._cls
-            for i, j in pairs:
-                r = cols[j]
-                kinds[i] = _TRACKED
-                last[i] = frame
-                cls[i] = classes_l[r]
-                det[i] = r
-            # Tentative tracks matched again are confirmed, ids in row order (they
-            # are the last pairs, ordered by row).
-            for i in rows[len(rows) - n_confirmed :]:
-                self._ids[i] = self._next_id
-                self._next_id += 1
-        else:
-            used = []
-
-        # Unmatched tracks: tracked ones become lost, tentative ones and lost ones
-        # past the buffer are removed.
-        if len(pairs) < n:
-            newly_lost: list[int] = []
-            remove: list[int] = []
-            oldest = frame - max_lost
-            last = self._last
-            for i, kind in enumerate(kinds):
-                if det[i] >= 0:  # matched
-                    continue
-                if kind == _TRACKED:
-                    newly_lost.append(i)
-                    kinds[i] = _LOST
-                    if last[i] < oldest:
-                        remove.append(i)
-                elif kind == _TENTATIVE or last[i] < oldest:
-                    remove.append(i)
-            if newly_lost:
-                x[7, newly_lost] = 0.0  # a lost track keeps its height
-            if remove:
-                self._remove(remove)
-
-        # 6. New tracks from the high detections nobody claimed.
-        new_thr = self.new_track_threshold
-        taken = set(used)
-        new_cols = [
-            j
-            for j, score in enumerate(det_scores)
-            if highs[j] and score >= new_thr and j not in taken
-        ]
-        if new_cols:
-            self._add_tracks(
-                dets.take(new_cols, axis=1),
-                [cols[j] for j in new_cols],
-                classes_l,
-                frame,
-                confirm=first_frame,
-            )
-
-        # 7. Bound the lost list; remove tracked/lost duplicates.
-        self._checked_max_lost = max_lost
-        return self._finish()
-
-    def _detections(
-        self, boxes: npt.NDArray[np.floating], scores: npt.NDArray[np.floating]
-    ) -> tuple[Sequence[int], Float64Array, list[float]]:
-        """The detections that take part (valid, ``confidence >= low_threshold``):
-        their input rows (ascending), their table and their confidences.
-
-        The table is ``(_D_ROWS, M) float64``: rows ``x1, y1, x2, y2`` (_D_XYXY),
-        ``cx, cy, a, h`` (_D_XYAH, as :func:`trackers.kalman.xyxy_to_xyah`), area
-        (_D_AREA) and confidence (_D_SCORE).
-        """
-        m = boxes.shape[0]
-        d = np.empty((_D_ROWS, m))
-        d[_D_XYXY] = boxes.T
-        d[_D_SCORE] = scores
-        wh = d[2:4] - d[0:2]
-        scores_l: list[float] = d[_D_SCORE].tolist()
-        # Valid: every value finite, width and height > 0. A NaN or infinite
-        # coordinate makes the width or height NaN or infinite, so a few sums and
-        # minima of lists settle the usual case, all valid.
-        low = self.low_threshold
-        w_l, h_l = wh.tolist()
-        if m == 0 or (
-            min(w_l) > 0.0
-            and min(h_l) > 0.0
-            and min(scores_l) >= low
-            and math.isfinite(sum(w_l) + sum(h_l) + sum(scores_l))
-        ):
-            cols: Sequence[int] = range(m)
-        else:
-            ok = np.isfinite(d[_D_XYXY]).all(axis=0)
-            ok &= np.isfinite(d[_D_SCORE])
-            ok &= (wh > 0.0).all(axis=0)
-            ok &= d[_D_SCORE] >= low
-            valid = ok.nonzero()[0]
-            cols = valid.tolist()
-            d, wh = d.take(valid, axis=1), wh.take(valid, axis=1)
-            scores_l = [scores_l[i] for i in cols]
-        np.multiply(wh, 0.5, d[4:6])
-        d[4:6] += d[0:2]  # cx = x1 + 0.5 * w
-        np.divide(wh[0], wh[1], d[6])
-        d[7] = wh[1]
-        np.multiply(wh[0], wh[1], d[_D_AREA])
-        return cols, d, scores_l
-
-    def _associate(
-        self,
-        x: Float64Array,
-        kinds: list[int],
-        dets: Float64Array,
-        det_scores: list[float],
-        highs: list[bool],
-        classes: list[int],
-        cols: Sequence[int],
-    ) -> tuple[list[tuple[int, int]], int]:
-        """Steps 3-5: the matched ``(track, column)`` pairs of the three associations
-        (in this order, each by track) and the number of pairs of the last one.
-
-        The cost of a pair is ``1 - IoU`` (times the score for high detections with
-        ``fuse_score``); pairs without overlap (or of different classes with
-        ``class_aware``) never match. One IoU matrix covers every track and usable
-        detection; only the pairs whose IoU can give a cost under the largest limit
-        leave numpy, and their costs are computed in Python (the arithmetic of
-        :func:`trackers.matching.iou_cost`). They are split by association and
-        matched by :func:`trackers.matching.match_candidates` (``lap`` only where
-        candidates compete): the matches ``linear_assignment`` gives on each
-        association's full cost matrix.
-        """
-        iou = _iou(_box_table(x), dets)
-        fuse = self.fuse_score
-        lim1 = self.match_threshold
-        lim2 = self.low_match_threshold
-        lim3 = self.unconfirmed_match_threshold
-        # cost <= limit needs iou * weight >= 1 - limit (up to rounding), weight the
-        # score (fused) or 1: a slightly lower IoU floor keeps every candidate.
-        weight = max(1.0, max(det_scores)) if fuse else 1.0
-        floor = max(0.0, (1.0 - max(lim1, lim2, lim3) - 1e-9) / weight)
-        r, c = (iou > floor).nonzero()
-        ious: list[float] = iou[r, c].tolist()
-        # Candidates (rows, columns, costs) of each association.
-        r1: list[int] = []
-        c1: list[int] = []
-        v1: list[float] = []
-        r2: list[int] = []
-        c2: list[int] = []
-        v2: list[float] = []
-        r3: list[int] = []
-        c3: list[int] = []
-        v3: list[float] = []
-        class_aware = self.class_aware
-        track_cls = self._cls
-        for i, j, v in zip(r.tolist(), c.tolist(), ious, strict=True):
-            if class_aware and track_cls[i] != classes[cols[j]]:
-                continue
-            if highs[j]:
-                v = 1.0 - v * det_scores[j] if fuse else 1.0 - v
-                if kinds[i] == _TENTATIVE:
-                    if v <= lim3:
-                        r3.append(i)
-                        c3.append(j)
-                        v3.append(v)
-                elif v <= lim1:
-                    r1.append(i)
-                    c1.append(j)
-                    v1.append(v)
-            elif kinds[i] == _TRACKED:
-                v = 1.0 - v
-                if v <= lim2:
-                    r2.append(i)
-                    c2.append(j)
-                    v2.append(v)
-        # 3. Confirmed (tracked + lost) tracks x high detections.
-        pairs = match_candidates(r1, c1, v1, lim1) if r1 else []
-        # 4. Tracked tracks unmatched so far x low detections.
-        if r2:
-            if pairs:
-                taken = {i for i, _ in pairs}
-                keep = [i not in taken for i in r2]
-                r2, c2, v2 = _select(r2, keep), _select(c2, keep), _select(v2, keep)
-            pairs += match_candidates(r2, c2, v2, lim2)
-        # 5. Tentative tracks x high detections unmatched so far.
-        if not r3:
-            return pairs, 0
-        if pairs:
-            taken = {j for _, j in pairs}
-            keep = [j not in taken for j in c3]
-            r3, c3, v3 = _select(r3, keep), _select(c3, keep), _select(v3, keep)
-        m3 = match_candidates(r3, c3, v3, lim3)
-        return pairs + m3, len(m3)
-
-    def _add_tracks(
-        self, dets: Float64Array, rows: list[int], classes: list[int], frame: int, *, confirm: bool
-    ) -> None:
-        """Append tracks started from the detections ``dets`` (a table; input ``rows``):
-        tentative, or confirmed at once with ``confirm``."""
-        k = len(rows)
-        xn = np.empty((_X_ROWS, k))
-        xn[:PACKED_ROWS] = self._kf.initiate_packed(dets[_D_XYAH])
-        xn[_SCORE] = dets[_D_SCORE]
-        self._x = np.concatenate((self._x, xn), axis=1)
-        if confirm:
-            self._ids += range(self._next_id, self._next_id + k)
-            self._next_id += k
-        else:
-            self._ids += [0] * k
-        self._state += [_TRACKED if confirm else _TENTATIVE] * k
-        self._last += [frame] * k
-        self._start += [frame] * k
-        self._cls += [classes[r] for r in rows]
-        self._det += rows
-        self._hits += [0] * k
-
-    def _finish(self) -> TrackerOutput:
-        """Step 7 (cap the lost tracks, remove duplicates) and the frame's output."""
-        lost = [i for i, s in enumerate(self._state) if s == _LOST]
-        excess = len(lost) - self.max_lost_tracks
-        if excess > 0:
-            lost.sort(key=self._last.__getitem__)  # stable: older rows first
-            self._remove(lost[:excess])
-            lost = [i for i, s in enumerate(self._state) if s == _LOST]
-        boxes = None
-        if lost and len(lost) < len(self._state):
-            boxes = _box_table(self._x, area=False)
-            if self._remove_duplicates(boxes, lost):
-                boxes = None
-        # Confirmed tracks are stored in ascending id order (ids are handed out in
-        # row order, and new tracks are appended), so ``rows`` is sorted by id.
-        state, det, mature = self._state, self._det, self.min_hits
-        self._hits = hits = [
-            h + 1 if d >= 0 else (h if h >= mature else 0)
-            for h, d in zip(self._hits, det, strict=True)
-        ]
-        if self.output_coasting:
-            rows = [i for i, s in enumerate(state) if s != _TENTATIVE and hits[i] >= mature]
-        else:
-            rows = [
-                i
-                for i, s in enumerate(state)
-                if s != _TENTATIVE and det[i] >= 0 and hits[i] >= mature
-            ]
-        at = np.array(rows, dtype=np.intp)
-        if boxes is None:
-            x = self._x.take(at, axis=1)
-            boxes = _box_table(x, area=False)
-            score = x[_SCORE]
-        else:
-            boxes = boxes.take(at, axis=1)
-            score = self._x[_SCORE].take(at)
-        ids, cls = self._ids, self._cls
-        k = len(rows)
-        floats = np.empty(5 * k, np.float32)  # xyxy, then confidence
-        floats[: 4 * k].reshape(k, 4)[...] = boxes[_D_XYXY].T
-        floats[4 * k :] = score
-        return _make_output(
-            floats,
-            np.array([cls[i] for i in rows] + [det[i] for i in rows], np.int32),
-            np.array([ids[i] for i in rows], dtype=np.int64),
+        # float64 in (one compiled specialization; with float32 arrays LLVM may
+        # round differently from numpy's float64 arithmetic).
+        boxes = np.ascontiguousarray(boxes, np.float64)
+        scores = np.ascontiguousarray(scores, np.float64)
+        if not classes.flags.c_contiguous:
+            classes = np.ascontiguousarray(classes)
+        meta = self._meta
+        # At most one new track per detection.
+        if meta[_M_N] + boxes.shape[0] > self._x.shape[0]:
+            self._reserve(int(meta[_M_N]) + boxes.shape[0])
+        floats, ints, ids = _update(
+            boxes,
+            scores,
+            classes,
+            int(frames_elapsed),
+            self._x,
+            self._ti,
+            meta,
+            self.high_threshold,
+            self.low_threshold,
+            self.new_track_threshold,
+            self.match_threshold,
+            self.low_match_threshold,
+            self.unconfirmed_match_threshold,
+            self.fuse_score,
+            self.duplicate_iou,
+            self.class_aware,
+            self.output_coasting,
+            self.min_hits,
+            self.max_lost_tracks,
+            self._max_frames_lost,
         )
+        return _make_output(floats, ints, ids)
 
-    def _remove_duplicates(self, boxes: Float64Array, lost: list[int]) -> bool:
-        """Remove the younger of every tracked/lost pair with IoU > ``duplicate_iou``.
 
-        ``boxes`` is the box table of all tracks, without areas. With few pairs (the
-        usual case) the IoU is computed in Python, pair by pair, skipping pairs that
-        do not overlap; the arithmetic is that of :func:`_box_table` and :func:`_iou`,
-        so the outcome is the same.
-        """
-        state = self._state
-        tracked = [i for i, s in enumerate(state) if s != _LOST]
-        thr = self.duplicate_iou
-        pairs: list[tuple[int, int]] = []
-        if len(tracked) * len(lost) <= _PYTHON_PAIRS:
-            corners = list(zip(*boxes[_D_XYXY].tolist(), strict=True))
-            tracked_corners = [(t, *corners[t]) for t in tracked]
-            for o in lost:
-                ox1, oy1, ox2, oy2 = corners[o]
-                for t, x1, y1, x2, y2 in tracked_corners:
-                    w = (x2 if x2 < ox2 else ox2) - (x1 if x1 > ox1 else ox1)
-                    if w > 0.0:
-                        h = (y2 if y2 < oy2 else oy2) - (y1 if y1 > oy1 else oy1)
-                        if h > 0.0:  # so both boxes have positive sides
-                            inter = w * h
-                            union = (x2 - x1) * (y2 - y1) + (ox2 - ox1) * (oy2 - oy1) - inter
-                            if inter / (union if union > _TINY_AREA else _TINY_AREA) > thr:
-                                pairs.append((t, o))
+# ------------------------------------------------------------- compiled update
+#
+# The arithmetic below is, operation for operation, that of the numpy version of the
+# tracker (git 0f49348) and of the packed methods of trackers.kalman, so the results
+# are the same to the last bit (checked by scripts/profile_bytetrack.py --compare-rev).
+
+_KF = KalmanFilterXYAH()
+_Q_SCALE = tuple(float(v) for v in _KF._process_scale)  # process std / h
+_Q_VAR_A = float(_KF._process_var_aspect[0, 0])  # aspect position variance
+_Q_VAR_VA = float(_KF._process_var_aspect[1, 0])  # aspect velocity variance
+_R_SCALE = tuple(float(v) for v in _KF._measure_scale)  # measurement std / h
+_R_VAR_A = float(_KF._measure_var_a)
+_I_SCALE = tuple(float(v) for v in _KF._init_scale)  # initial std = h * scale + offset
+_I_OFFSET = tuple(float(v) for v in _KF._init_offset)
+del _KF
+
+
+@njit(cache=True)
+def _predict(x: Float64Array, i: int) -> None:
+    """:meth:`KalmanFilterXYAH.predict_packed` of track ``i``."""
+    h = x[i, 3]
+    for k in range(4):
+        if k == 2:
+            qp = _Q_VAR_A
+            qv = _Q_VAR_VA
         else:
-            size = boxes[2:4] - boxes[0:2]
-            np.multiply(size[0], size[1], boxes[_D_AREA])
-            iou = _iou(boxes.take(tracked, axis=1), boxes.take(lost, axis=1))
-            p, q = (iou > thr).nonzero()
-            pairs = [(tracked[a], lost[b]) for a, b in zip(p.tolist(), q.tolist(), strict=True)]
-        if not pairs:
-            return False
-        last, start, cls = self._last, self._start, self._cls
-        remove = [
-            o if last[t] - start[t] > last[o] - start[o] else t
-            for t, o in pairs
-            if not self.class_aware or cls[t] == cls[o]
-        ]
-        if not remove:
-            return False
-        self._remove(remove)
-        return True
+            qp = _Q_SCALE[k] * h
+            qp *= qp
+            qv = _Q_SCALE[k + 4] * h
+            qv *= qv
+        x[i, k] += x[i, 4 + k]
+        pp = x[i, 8 + k]
+        pv = x[i, 12 + k]
+        vp = x[i, 16 + k]
+        vv = x[i, 20 + k]
+        pp_vp = pp + vp
+        pv = pv + vv
+        x[i, 12 + k] = pv
+        x[i, 16 + k] = vp + vv
+        pp = pp_vp + pv
+        x[i, 8 + k] = pp + qp
+        x[i, 20 + k] = vv + qv
 
 
-_PYTHON_PAIRS = 64
-"""Up to this many tracked x lost pairs the duplicate test runs in Python."""
+@njit(cache=True)
+def _correct(x: Float64Array, i: int, d: Float64Array, j: int) -> None:
+    """:meth:`KalmanFilterXYAH.update_packed` of track ``i`` with detection ``j`` of
+    the table ``d`` (columns ``cx, cy, a, h`` at 4-7)."""
+    h = x[i, 3]
+    s0 = _R_SCALE[0] * h
+    s1 = _R_SCALE[1] * h
+    s3 = _R_SCALE[3] * h
+    for k in range(4):
+        if k == 0:
+            s = s0 * s0
+        elif k == 1:
+            s = s1 * s1
+        elif k == 2:
+            s = _R_VAR_A
+        else:
+            s = s3 * s3
+        pp = x[i, 8 + k]
+        pv = x[i, 12 + k]
+        s = s + pp
+        inv = 1.0 / s
+        kp = pp * inv
+        kv = pv * inv
+        l0 = x[i, k] - d[j, 4 + k]
+        l1 = kp * s
+        l2 = kv * s
+        x[i, k] -= l0 * kp
+        x[i, 4 + k] -= l0 * kv
+        x[i, 8 + k] = pp - l1 * kp
+        x[i, 12 + k] = pv - l1 * kv
+        x[i, 16 + k] -= l2 * kp
+        x[i, 20 + k] -= l2 * kv
 
 
-def _box_table(x: Float64Array, *, area: bool = True) -> Float64Array:
-    """``(_D_AREA + 1, N)`` rows ``x1, y1, x2, y2`` (_D_XYXY) and, with ``area``, the
-    area (_D_AREA) of the tracks of packed states ``x``, as
-    :func:`trackers.kalman.xyah_to_xyxy` and :func:`trackers.matching.box_iou`
-    compute them (rows _D_XYAH are scratch)."""
-    out = np.empty((_D_AREA + 1, x.shape[1]))
-    half = out[4:6]  # half width, half height
-    np.multiply(x[3], 0.5, half[1])
-    np.multiply(x[2], half[1], half[0])  # a * (h / 2)
-    np.subtract(x[0:2], half, out[0:2])
-    np.add(x[0:2], half, out[2:4])
-    if area:
-        # Left unclamped: a box with a negative side overlaps nothing, so its IoU is 0
-        # whatever its area, as with the clamped area of box_iou.
-        size = np.subtract(out[2:4], out[0:2], half)
-        np.multiply(size[0], size[1], out[_D_AREA])
-    return out
+@njit(cache=True)
+def _track_box(x: Float64Array, i: int) -> tuple[float, float, float, float]:
+    """Corners of track ``i`` (the arithmetic of trackers.kalman.xyah_to_xyxy)."""
+    hh = x[i, 3] * 0.5
+    hw = x[i, 2] * hh
+    return x[i, 0] - hw, x[i, 1] - hh, x[i, 0] + hw, x[i, 1] + hh
 
 
-def _iou(a: Float64Array, b: Float64Array) -> Float64Array:
-    """IoU matrix of two box tables (rows _D_XYXY and _D_AREA), with the arithmetic of
-    :func:`trackers.matching.box_iou`."""
-    wh = np.minimum(a[2:4, :, None], b[2:4, None, :])
-    wh -= np.maximum(a[0:2, :, None], b[0:2, None, :])
-    np.maximum(wh, 0.0, out=wh)
-    inter = wh[0] * wh[1]
-    union = a[_D_AREA][:, None] + b[_D_AREA]
-    union -= inter
-    # Where the union is empty the intersection is too, so the ratio is 0.
-    np.maximum(union, _TINY_AREA, out=union)
-    return np.divide(inter, union, inter)
+@njit(cache=True)
+def _np_min(a: float, b: float) -> float:
+    """``np.minimum`` (NaN propagates)."""
+    if a != a:
+        return a
+    return b if b < a or b != b else a
 
 
-def _select(values: list[_T], keep: list[bool]) -> list[_T]:
-    return [v for v, k in zip(values, keep, strict=True) if k]
+@njit(cache=True)
+def _np_max(a: float, b: float) -> float:
+    """``np.maximum`` (NaN propagates)."""
+    if a != a:
+        return a
+    return b if b > a or b != b else a
+
+
+@njit(cache=True)
+def _compact(x: Float64Array, ti: Int64Array, n: int, keep: npt.NDArray[np.bool_]) -> int:
+    """Keep the tracks ``i < n`` with ``keep[i]``, in their order; the new count."""
+    w = 0
+    for i in range(n):
+        if keep[i]:
+            if w != i:
+                x[w] = x[i]
+                ti[w] = ti[i]
+            w += 1
+    return w
+
+
+@njit(cache=True)
+def _match(
+    rows: Int64Array,
+    cols: Int64Array,
+    costs: Float64Array,
+    k: int,
+    limit: float,
+    row_ok: npt.NDArray[np.bool_],
+    col_ok: npt.NDArray[np.bool_],
+    n_rows: int,
+    n_cols: int,
+    out_r: Int64Array,
+    out_c: Int64Array,
+    n_out: int,
+) -> int:
+    """:func:`trackers.matching.match_candidates` of the first ``k`` candidates whose
+    row and column are still free (``row_ok``, ``col_ok``); appends the matched pairs,
+    ordered by row, to ``out_r``/``out_c`` from ``n_out`` and returns the new count.
+
+    A candidate alone in its row and column below the limit is matched; the others
+    (competing) are solved together by :func:`trackers.matching.lapjv_square` on the
+    square matrix ``lap.lapjv(extend_cost=True, cost_limit=limit)`` builds from their
+    rows and columns, as :func:`trackers.matching._lap_assignment` does. Where the
+    Python version tries every matching (a few competing candidates with a clear
+    best), that best is the optimum lap finds too.
+    """
+    row_n = np.zeros(n_rows, np.int64)
+    col_n = np.zeros(n_cols, np.int64)
+    use = np.zeros(k, np.bool_)
+    for t in range(k):
+        if row_ok[rows[t]] and col_ok[cols[t]]:
+            use[t] = True
+            row_n[rows[t]] += 1
+            col_n[cols[t]] += 1
+    match_of = np.full(n_rows, -1, np.int64)
+    sub_r = np.full(n_rows, -1, np.int64)  # row -> index in the competing sub-matrix
+    sub_c = np.full(n_cols, -1, np.int64)
+    compete = 0
+    for t in range(k):
+        if not use[t]:
+            continue
+        r, c = rows[t], cols[t]
+        if row_n[r] == 1 and col_n[c] == 1 and costs[t] < limit:
+            match_of[r] = c
+        else:
+            compete += 1
+            sub_r[r] = 0
+            sub_c[c] = 0
+    if compete:
+        nr = 0
+        for r in range(n_rows):
+            if sub_r[r] == 0:
+                sub_r[r] = nr
+                nr += 1
+        nc = 0
+        for c in range(n_cols):
+            if sub_c[c] == 0:
+                sub_c[c] = nc
+                nc += 1
+        r_of = np.empty(nr, np.int64)
+        c_of = np.empty(nc, np.int64)
+        for r in range(n_rows):
+            if sub_r[r] >= 0:
+                r_of[sub_r[r]] = r
+        for c in range(n_cols):
+            if sub_c[c] >= 0:
+                c_of[sub_c[c]] = c
+        m = nr + nc
+        ext = np.empty((m, m))
+        ext[:nr, :nc] = 2.0 * limit + 1.0  # not a candidate: above the limit
+        ext[:nr, nc:] = 0.5 * limit
+        ext[nr:, :nc] = 0.5 * limit
+        ext[nr:, nc:] = 0.0
+        for t in range(k):
+            if use[t]:
+                r, c = rows[t], cols[t]
+                if not (row_n[r] == 1 and col_n[c] == 1 and costs[t] < limit):
+                    ext[sub_r[r], sub_c[c]] = costs[t]
+        xs, _ = lapjv_square(ext)
+        for a in range(nr):
+            b = xs[a]
+            # lap leaves a pair exactly at the limit to chance; never take one above.
+            if b < nc and ext[a, b] <= limit:
+                match_of[r_of[a]] = c_of[b]
+    for r in range(n_rows):
+        if match_of[r] >= 0:
+            out_r[n_out] = r
+            out_c[n_out] = match_of[r]
+            n_out += 1
+    return n_out
+
+
+@njit(cache=True)
+def _update(
+    boxes: npt.NDArray[np.floating],
+    scores: npt.NDArray[np.floating],
+    classes: npt.NDArray[np.int32],
+    steps: int,
+    x: Float64Array,
+    ti: Int64Array,
+    meta: Int64Array,
+    high_thr: float,
+    low_thr: float,
+    new_thr: float,
+    lim1: float,
+    lim2: float,
+    lim3: float,
+    fuse: bool,
+    dup_iou: float,
+    class_aware: bool,
+    coasting: bool,
+    min_hits: int,
+    max_lost_tracks: int,
+    max_lost: int,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int32], Int64Array]:
+    """One :meth:`ByteTrack.update` on the state ``x``, ``ti``, ``meta`` (in place;
+    room for one new track per detection); the output buffers of :func:`_make_output`."""
+    n = meta[_M_N]
+    first_frame = meta[_M_FRAME] == 0
+    frame = meta[_M_FRAME] + steps
+    meta[_M_FRAME] = frame
+
+    # 1. Drop tracks a gap (or a shorter buffer) carried past the lost buffer; predict.
+    if n > 0 and (steps > 1 or max_lost < meta[_M_CHECKED]):
+        oldest = frame - 1 - max_lost
+        keep = np.empty(n, np.bool_)
+        for i in range(n):
+            keep[i] = ti[i, _LAST] >= oldest
+        n = _compact(x, ti, n, keep)
+    for i in range(n):
+        for _ in range(steps):
+            _predict(x, i)
+
+    # 2. Detections that take part: input rows ``cols``, table ``d`` (x1, y1, x2, y2,
+    #    cx, cy, a, h, area, score).
+    m_in = boxes.shape[0]
+    cols = np.empty(m_in, np.int64)
+    d = np.empty((m_in, 10))
+    m = 0
+    for r in range(m_in):
+        x1 = float(boxes[r, 0])
+        y1 = float(boxes[r, 1])
+        x2 = float(boxes[r, 2])
+        y2 = float(boxes[r, 3])
+        sc = float(scores[r])
+        w = x2 - x1
+        h = y2 - y1
+        if not (
+            np.isfinite(x1)
+            and np.isfinite(y1)
+            and np.isfinite(x2)
+            and np.isfinite(y2)
+            and np.isfinite(sc)
+            and w > 0.0
+            and h > 0.0
+            and sc >= low_thr
+        ):
+            continue
+        cols[m] = r
+        d[m, 0] = x1
+        d[m, 1] = y1
+        d[m, 2] = x2
+        d[m, 3] = y2
+        d[m, 4] = w * 0.5 + x1
+        d[m, 5] = h * 0.5 + y1
+        d[m, 6] = w / h
+        d[m, 7] = h
+        d[m, 8] = w * h
+        d[m, 9] = sc
+        m += 1
+
+    # 3.-5. The three associations.
+    det_of = np.full(n, -1, np.int64)  # matched detection (table column) per track
+    det_taken = np.zeros(m, np.bool_)
+    pr = np.empty(min(n, m), np.int64)
+    pc = np.empty(min(n, m), np.int64)
+    n_pairs = 0
+    n_confirm_from = 0
+    if n > 0 and m > 0:
+        weight = 1.0
+        if fuse:
+            for j in range(m):
+                weight = max(weight, d[j, 9])
+        floor = max(0.0, (1.0 - max(lim1, lim2, lim3) - 1e-9) / weight)
+        cap = n * m
+        r1 = np.empty(cap, np.int64)
+        c1 = np.empty(cap, np.int64)
+        v1 = np.empty(cap)
+        r2 = np.empty(cap, np.int64)
+        c2 = np.empty(cap, np.int64)
+        v2 = np.empty(cap)
+        r3 = np.empty(cap, np.int64)
+        c3 = np.empty(cap, np.int64)
+        v3 = np.empty(cap)
+        k1 = k2 = k3 = 0
+        for i in range(n):
+            tx1, ty1, tx2, ty2 = _track_box(x, i)
+            t_area = (tx2 - tx1) * (ty2 - ty1)
+            kind = ti[i, _STATE]
+            for j in range(m):
+                iw = _np_min(tx2, d[j, 2]) - _np_max(tx1, d[j, 0])
+                ih = _np_min(ty2, d[j, 3]) - _np_max(ty1, d[j, 1])
+                iw = _np_max(iw, 0.0)
+                ih = _np_max(ih, 0.0)
+                inter = iw * ih
+                union = (t_area + d[j, 8]) - inter
+                union = _np_max(union, _TINY_AREA)
+                iou = inter / union
+                if not iou > floor:
+                    continue
+                if class_aware and ti[i, _CLS] != classes[cols[j]]:
+                    continue
+                if d[j, 9] >= high_thr:
+                    v = 1.0 - iou * d[j, 9] if fuse else 1.0 - iou
+                    if kind == _TENTATIVE:
+                        if v <= lim3:
+                            r3[k3] = i
+                            c3[k3] = j
+                            v3[k3] = v
+                            k3 += 1
+                    elif v <= lim1:
+                        r1[k1] = i
+                        c1[k1] = j
+                        v1[k1] = v
+                        k1 += 1
+                elif kind == _TRACKED:
+                    v = 1.0 - iou
+                    if v <= lim2:
+                        r2[k2] = i
+                        c2[k2] = j
+                        v2[k2] = v
+                        k2 += 1
+        track_free = np.ones(n, np.bool_)
+        det_free = np.ones(m, np.bool_)
+        # 3. Confirmed (tracked + lost) tracks x high detections.
+        n_pairs = _match(r1, c1, v1, k1, lim1, track_free, det_free, n, m, pr, pc, 0)
+        for p in range(n_pairs):
+            track_free[pr[p]] = False
+        # 4. Tracked tracks unmatched so far x low detections (never taken above).
+        n_pairs = _match(r2, c2, v2, k2, lim2, track_free, det_free, n, m, pr, pc, n_pairs)
+        for p in range(n_pairs):
+            det_free[pc[p]] = False
+        # 5. Tentative tracks x high detections unmatched so far.
+        n_confirm_from = n_pairs
+        n_pairs = _match(r3, c3, v3, k3, lim3, track_free, det_free, n, m, pr, pc, n_pairs)
+
+    # Correct the matched tracks.
+    next_id = meta[_M_NEXT_ID]
+    for p in range(n_pairs):
+        i, j = pr[p], pc[p]
+        _correct(x, i, d, j)
+        x[i, _SCORE] = d[j, 9]
+        ti[i, _STATE] = _TRACKED
+        ti[i, _LAST] = frame
+        ti[i, _CLS] = classes[cols[j]]
+        det_of[i] = j
+        det_taken[j] = True
+        if p >= n_confirm_from:  # tentative tracks matched again: ids in row order
+            ti[i, _ID] = next_id
+            next_id += 1
+    for i in range(n):
+        ti[i, _DET] = cols[det_of[i]] if det_of[i] >= 0 else -1
+
+    # Unmatched tracks: tracked ones become lost, tentative ones and lost ones past
+    # the buffer are removed.
+    if n_pairs < n:
+        keep = np.ones(n, np.bool_)
+        removed = False
+        oldest = frame - max_lost
+        for i in range(n):
+            if det_of[i] >= 0:
+                continue
+            kind = ti[i, _STATE]
+            if kind == _TRACKED:
+                ti[i, _STATE] = _LOST
+                x[i, 7] = 0.0  # a lost track keeps its height
+                if ti[i, _LAST] < oldest:
+                    keep[i] = False
+                    removed = True
+            elif kind == _TENTATIVE or ti[i, _LAST] < oldest:
+                keep[i] = False
+                removed = True
+        if removed:
+            n = _compact(x, ti, n, keep)
+
+    # 6. New tracks from the high detections nobody claimed.
+    for j in range(m):
+        sc = d[j, 9]
+        if sc >= high_thr and sc >= new_thr and not det_taken[j]:
+            h = d[j, 7]
+            for k in range(4):
+                x[n, k] = d[j, 4 + k]
+                x[n, 4 + k] = 0.0
+                std = _I_SCALE[k] * h + _I_OFFSET[k]
+                x[n, 8 + k] = std * std
+                x[n, 12 + k] = 0.0
+                x[n, 16 + k] = 0.0
+                std = _I_SCALE[k + 4] * h + _I_OFFSET[k + 4]
+                x[n, 20 + k] = std * std
+            x[n, _SCORE] = sc
+            if first_frame:
+                ti[n, _ID] = next_id
+                next_id += 1
+                ti[n, _STATE] = _TRACKED
+            else:
+                ti[n, _ID] = 0
+                ti[n, _STATE] = _TENTATIVE
+            ti[n, _LAST] = frame
+            ti[n, _START] = frame
+            ti[n, _CLS] = classes[cols[j]]
+            ti[n, _DET] = cols[j]
+            ti[n, _HITS] = 0
+            n += 1
+    meta[_M_NEXT_ID] = next_id
+
+    # 7. Bound the lost list (the ones unmatched longest go, older rows first).
+    n_lost = 0
+    for i in range(n):
+        if ti[i, _STATE] == _LOST:
+            n_lost += 1
+    excess = n_lost - max_lost_tracks
+    if excess > 0:
+        lost = np.empty(n_lost, np.int64)
+        lost_last = np.empty(n_lost, np.int64)
+        q = 0
+        for i in range(n):
+            if ti[i, _STATE] == _LOST:
+                lost[q] = i
+                lost_last[q] = ti[i, _LAST]
+                q += 1
+        order = np.argsort(lost_last, kind="mergesort")  # stable
+        keep = np.ones(n, np.bool_)
+        for q in range(excess):
+            keep[lost[order[q]]] = False
+        n = _compact(x, ti, n, keep)
+        n_lost -= excess
+    # Remove the younger of every tracked/lost pair with IoU > dup_iou.
+    if n_lost > 0 and n_lost < n:
+        keep = np.ones(n, np.bool_)
+        removed = False
+        for o in range(n):
+            if ti[o, _STATE] != _LOST:
+                continue
+            ox1, oy1, ox2, oy2 = _track_box(x, o)
+            for t in range(n):
+                if ti[t, _STATE] == _LOST:
+                    continue
+                x1, y1, x2, y2 = _track_box(x, t)
+                w = (x2 if x2 < ox2 else ox2) - (x1 if x1 > ox1 else ox1)
+                if not w > 0.0:
+                    continue
+                h = (y2 if y2 < oy2 else oy2) - (y1 if y1 > oy1 else oy1)
+                if not h > 0.0:
+                    continue
+                inter = w * h
+                union = (x2 - x1) * (y2 - y1) + (ox2 - ox1) * (oy2 - oy1) - inter
+                if not inter / (union if union > _TINY_AREA else _TINY_AREA) > dup_iou:
+                    continue
+                if class_aware and ti[t, _CLS] != ti[o, _CLS]:
+                    continue
+                if ti[t, _LAST] - ti[t, _START] > ti[o, _LAST] - ti[o, _START]:
+                    keep[o] = False
+                else:
+                    keep[t] = False
+                removed = True
+        if removed:
+            n = _compact(x, ti, n, keep)
+    meta[_M_N] = n
+    meta[_M_CHECKED] = max_lost
+
+    # Output: confirmed tracks with enough hits (stored in ascending id order).
+    k = 0
+    for i in range(n):
+        hits = ti[i, _HITS]
+        if ti[i, _DET] >= 0:
+            hits += 1
+        elif hits < min_hits:
+            hits = 0
+        ti[i, _HITS] = hits
+        if ti[i, _STATE] != _TENTATIVE and (coasting or ti[i, _DET] >= 0) and hits >= min_hits:
+            k += 1
+    floats = np.empty(5 * k, np.float32)
+    ints = np.empty(2 * k, np.int32)
+    ids = np.empty(k, np.int64)
+    q = 0
+    for i in range(n):
+        if (
+            ti[i, _STATE] != _TENTATIVE
+            and (coasting or ti[i, _DET] >= 0)
+            and ti[i, _HITS] >= min_hits
+        ):
+            x1, y1, x2, y2 = _track_box(x, i)
+            floats[4 * q] = x1
+            floats[4 * q + 1] = y1
+            floats[4 * q + 2] = x2
+            floats[4 * q + 3] = y2
+            floats[4 * k + q] = x[i, _SCORE]
+            ints[q] = ti[i, _CLS]
+            ints[k + q] = ti[i, _DET]
+            ids[q] = ti[i, _ID]
+            q += 1
+    return floats, ints, ids
 
 
 _OUTPUT_FIELDS = ("xyxy", "confidence", "class_id", "track_id", "det_index")

@@ -8,7 +8,9 @@ cost limit.
 
 :func:`match_candidates` solves an assignment from its candidate pairs (those under
 the cost limit) and calls ``lap`` only for candidates that compete for a row or a
-column; :func:`linear_assignment` uses it.
+column; :func:`linear_assignment` uses it. :func:`lapjv_square` and :func:`lapjv_limit` are a
+compiled (numba) port of ``lap.lapjv`` with the same results, used by ByteTrack's
+compiled update.
 
 All functions are pure and thread-safe.
 """
@@ -20,6 +22,7 @@ from collections.abc import Sequence
 import lap
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 Float64Array = npt.NDArray[np.float64]
 Int64Array = npt.NDArray[np.int64]
@@ -274,3 +277,253 @@ def _lap_assignment(
         for i, j in enumerate(x[:n_rows].tolist())
         if j < n_cols and ext[i, j] <= cost_limit
     ]
+
+
+# ------------------------------------------------------------- compiled lapjv
+
+_LARGE = 1000000.0
+"""lap's ``LARGE``: the initial column minimum (every cost here is far below it)."""
+
+
+@njit(cache=True)
+def lapjv_square(cost: Float64Array) -> tuple[Int64Array, Int64Array]:
+    """Jonker-Volgenant on a square dense cost matrix, compiled.
+
+    A step-for-step port of ``lapjv_internal`` of ``lap`` 0.5 (``gatagat/lap``,
+    ``_lapjv_src/lapjv.cpp``: column reduction and reduction transfer, two rounds of
+    augmenting row reduction, then shortest augmenting paths), with the same
+    arithmetic and the same tie-breaking, so it returns what
+    ``lap.lapjv(cost, extend_cost=False, return_cost=False)`` returns.
+
+    Args:
+        cost: ``(n, n) float64`` finite costs, ``n >= 1``, well below ``1e6``.
+
+    Returns:
+        ``x`` (row -> column) and ``y`` (column -> row), ``(n,) int64``.
+    """
+    n = cost.shape[0]
+    x = np.empty(n, np.int64)
+    y = np.empty(n, np.int64)
+    v = np.empty(n)
+    free_rows = np.empty(n, np.int64)
+    # Column reduction and reduction transfer (_ccrrt_dense).
+    for i in range(n):
+        x[i] = -1
+        v[i] = _LARGE
+        y[i] = 0
+    for i in range(n):
+        for j in range(n):
+            c = cost[i, j]
+            if c < v[j]:
+                v[j] = c
+                y[j] = i
+    unique = np.ones(n, np.bool_)
+    j = n
+    while True:
+        j -= 1
+        i = y[j]
+        if x[i] < 0:
+            x[i] = j
+        else:
+            unique[i] = False
+            y[j] = -1
+        if j <= 0:
+            break
+    n_free = 0
+    for i in range(n):
+        if x[i] < 0:
+            free_rows[n_free] = i
+            n_free += 1
+        elif unique[i]:
+            j = x[i]
+            low = _LARGE
+            for j2 in range(n):
+                if j2 == j:
+                    continue
+                c = cost[i, j2] - v[j2]
+                if c < low:
+                    low = c
+            v[j] -= low
+    rounds = 0
+    while n_free > 0 and rounds < 2:
+        n_free = _carr(n, cost, n_free, free_rows, x, y, v)
+        rounds += 1
+    if n_free > 0:
+        pred = np.empty(n, np.int64)
+        cols = np.empty(n, np.int64)
+        d = np.empty(n)
+        for f in range(n_free):
+            free_i = free_rows[f]
+            j = _find_path(n, cost, free_i, y, v, pred, cols, d)
+            i = -1
+            while i != free_i:
+                i = pred[j]
+                y[j] = i
+                j, x[i] = x[i], j
+    return x, y
+
+
+@njit(cache=True)
+def _carr(
+    n: int,
+    cost: Float64Array,
+    n_free: int,
+    free_rows: Int64Array,
+    x: Int64Array,
+    y: Int64Array,
+    v: Float64Array,
+) -> int:
+    """Augmenting row reduction (lap's ``_carr_dense``)."""
+    current = 0
+    new_free = 0
+    rr_cnt = 0
+    while current < n_free:
+        rr_cnt += 1
+        free_i = free_rows[current]
+        current += 1
+        j1 = 0
+        v1 = cost[free_i, 0] - v[0]
+        j2 = -1
+        v2 = _LARGE
+        for j in range(1, n):
+            c = cost[free_i, j] - v[j]
+            if c < v2:
+                if c >= v1:
+                    v2 = c
+                    j2 = j
+                else:
+                    v2 = v1
+                    v1 = c
+                    j2 = j1
+                    j1 = j
+        i0 = y[j1]
+        v1_new = v[j1] - (v2 - v1)
+        v1_lowers = v1_new < v[j1]
+        if rr_cnt < current * n:
+            if v1_lowers:
+                v[j1] = v1_new
+            elif i0 >= 0 and j2 >= 0:
+                j1 = j2
+                i0 = y[j2]
+            if i0 >= 0:
+                if v1_lowers:
+                    current -= 1
+                    free_rows[current] = i0
+                else:
+                    free_rows[new_free] = i0
+                    new_free += 1
+        elif i0 >= 0:
+            free_rows[new_free] = i0
+            new_free += 1
+        x[free_i] = j1
+        y[j1] = free_i
+    return new_free
+
+
+@njit(cache=True)
+def _find_path(
+    n: int,
+    cost: Float64Array,
+    start_i: int,
+    y: Int64Array,
+    v: Float64Array,
+    pred: Int64Array,
+    cols: Int64Array,
+    d: Float64Array,
+) -> int:
+    """One shortest augmenting path from row ``start_i`` (lap's ``find_path_dense``
+    with ``_find_dense`` and ``_scan_dense`` inlined); the free column it reaches."""
+    lo = 0
+    hi = 0
+    final_j = -1
+    n_ready = 0
+    for i in range(n):
+        cols[i] = i
+        pred[i] = start_i
+        d[i] = cost[start_i, i] - v[i]
+    while final_j == -1:
+        if lo == hi:  # no columns left on the SCAN list: find the closest ones
+            n_ready = lo
+            hi = lo + 1
+            mind = d[cols[lo]]
+            for k in range(lo + 1, n):
+                j = cols[k]
+                if d[j] <= mind:
+                    if d[j] < mind:
+                        hi = lo
+                        mind = d[j]
+                    cols[k] = cols[hi]
+                    cols[hi] = j
+                    hi += 1
+            for k in range(lo, hi):
+                j = cols[k]
+                if y[j] < 0:
+                    final_j = j
+        if final_j == -1:  # scan (lo and hi stay as they were if a path ends)
+            s_lo = lo
+            s_hi = hi
+            while s_lo != s_hi and final_j == -1:
+                j = cols[s_lo]
+                s_lo += 1
+                i = y[j]
+                mind = d[j]
+                h = cost[i, j] - v[j] - mind
+                for k in range(s_hi, n):
+                    j = cols[k]
+                    cred = cost[i, j] - v[j] - h
+                    if cred < d[j]:
+                        d[j] = cred
+                        pred[j] = i
+                        if cred == mind:
+                            if y[j] < 0:
+                                final_j = j
+                                break
+                            cols[k] = cols[s_hi]
+                            cols[s_hi] = j
+                            s_hi += 1
+            if final_j == -1:
+                lo = s_lo
+                hi = s_hi
+    mind = d[cols[lo]]
+    for k in range(n_ready):
+        j = cols[k]
+        v[j] += d[j] - mind
+    return final_j
+
+
+@njit(cache=True)
+def lapjv_limit(cost: Float64Array, cost_limit: float) -> tuple[Int64Array, Int64Array]:
+    """Compiled ``lap.lapjv(cost, extend_cost=True, cost_limit=cost_limit)``.
+
+    The ``(R, C)`` matrix is extended as lap extends it (an ``(R + C)`` square whose
+    dummy entries cost ``cost_limit / 2``, 0 between dummies) and solved with
+    :func:`lapjv_square`.
+
+    Args:
+        cost: ``(R, C) float64`` finite costs, ``R + C >= 1``.
+        cost_limit: Finite, > 0.
+
+    Returns:
+        ``x (R,) int64`` (column of each row, -1 if unmatched) and ``y (C,) int64``
+        (row of each column, -1 if unmatched).
+    """
+    n_rows, n_cols = cost.shape
+    n = n_rows + n_cols
+    ext = np.empty((n, n))
+    half = cost_limit / 2.0
+    for i in range(n):
+        for j in range(n):
+            if i < n_rows:
+                ext[i, j] = cost[i, j] if j < n_cols else half
+            else:
+                ext[i, j] = half if j < n_cols else 0.0
+    x, y = lapjv_square(ext)
+    xr = x[:n_rows].copy()
+    yc = y[:n_cols].copy()
+    for i in range(n_rows):
+        if xr[i] >= n_cols:
+            xr[i] = -1
+    for j in range(n_cols):
+        if yc[j] >= n_rows:
+            yc[j] = -1
+    return xr, yc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import lap
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -26,6 +27,8 @@ from trackers.matching import (
     box_iou,
     box_iou_rows,
     iou_cost,
+    lapjv_limit,
+    lapjv_square,
     linear_assignment,
     match_candidates,
 )
@@ -387,3 +390,37 @@ def test_match_candidates_fast_paths() -> None:
     n = 8
     full = np.full((n, n), 0.5) - 0.3 * np.eye(n)
     assert match_candidates(*_candidates(full, 0.8), 0.8) == [(i, i) for i in range(n)]
+
+
+# ------------------------------------------------------------- compiled lapjv
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 7), st.integers(1, 7)),
+    data=st.data(),
+    cost_limit=st.sampled_from([0.3, 0.5, 0.7, 0.8, 1.0, 1.5]),
+    quantize=st.booleans(),
+)
+def test_lapjv_limit_equals_lap(
+    shape: tuple[int, int], data: st.DataObject, cost_limit: float, quantize: bool
+) -> None:
+    """The compiled solver returns exactly what lap.lapjv(extend_cost=True,
+    cost_limit=...) returns, ties included (quantized costs make many)."""
+    cost = data.draw(arrays(np.float64, shape, elements=st.floats(0.0, 1.0)))
+    if quantize:
+        cost = np.round(cost * 4.0) / 4.0
+    x, y = lapjv_limit(cost, cost_limit)
+    _, x_ref, y_ref = lap.lapjv(cost, extend_cost=True, cost_limit=cost_limit)
+    np.testing.assert_array_equal(x, x_ref)
+    np.testing.assert_array_equal(y, y_ref)
+
+
+@settings(max_examples=100, deadline=None)
+@given(n=st.integers(1, 9), data=st.data())
+def test_lapjv_square_equals_lap(n: int, data: st.DataObject) -> None:
+    cost = data.draw(arrays(np.float64, (n, n), elements=st.floats(0.0, 3.0)))
+    x, y = lapjv_square(cost)
+    _, x_ref, y_ref = lap.lapjv(cost, extend_cost=False)
+    np.testing.assert_array_equal(x, x_ref)
+    np.testing.assert_array_equal(y, y_ref)
