@@ -175,7 +175,7 @@ def ours_method(detector: YoloDetector) -> tuple[Method, SlicedDetector]:
         tile_wh=TILE_WH,
         overlap_ratio=OVERLAP_RATIO,
         full_frame=True,
-        merge="nms",
+        merge="nmm",
         metric="ios",
         merge_threshold=MERGE_THRESHOLD,
         class_aware=True,
@@ -187,7 +187,7 @@ def ours_method(detector: YoloDetector) -> tuple[Method, SlicedDetector]:
         return dets, sliced.stats.images_inferred - before
 
     label = "ours (SlicedDetector)"
-    return Method(label, f"NMS IoS {MERGE_THRESHOLD} class-aware", run), sliced
+    return Method(label, f"NMM IoS {MERGE_THRESHOLD} class-aware (SAHI default)", run), sliced
 
 
 def detector_only_method(detector: YoloDetector, sliced: SlicedDetector) -> Method:

@@ -79,7 +79,7 @@ class SlicingConfig(StrictModel):
     overlap_px: int | None = Field(None, ge=0)
     full_frame: bool = True
     max_tiles: int | None = Field(None, ge=1)
-    merge: Literal["nms", "nmm", "none"] = "nms"
+    merge: Literal["nms", "nmm", "none"] = "nmm"
     metric: Literal["iou", "ios"] = "ios"
     merge_threshold: float = Field(0.5, gt=0.0, le=1.0)
     class_aware: bool = True

@@ -113,7 +113,8 @@ class SlicedDetector:
             objects larger than a tile are still found.
         max_tiles: Budget of tiles per frame, >= 1, or None; see
             :func:`~streamer.slicing.grid.tile_grid` for how the tile grows.
-        merge: ``"nms"``, ``"nmm"`` (greedy non-maximum merging) or ``"none"``.
+        merge: ``"nmm"`` (greedy non-maximum merging, SAHI's default), ``"nms"`` or
+            ``"none"``.
         metric: ``"ios"`` (intersection over smaller, SAHI's default, also matches
             a cut piece against the whole object) or ``"iou"``.
         merge_threshold: Match threshold of the merge, in [0, 1].
@@ -135,7 +136,7 @@ class SlicedDetector:
         overlap_px: int | None = None,
         full_frame: bool = True,
         max_tiles: int | None = None,
-        merge: MergeMethod = "nms",
+        merge: MergeMethod = "nmm",
         metric: MatchMetric = "ios",
         merge_threshold: float = 0.5,
         class_aware: bool = True,

@@ -55,5 +55,6 @@ def test_slicing_finds_more_cars_and_tracks_them(runs: dict) -> None:
     assert ids  # tracked, with ids
     for r in runs["sliced"][1]:
         for t in r["tracks"]:
+            # Track boxes are Kalman estimates: they may poke a pixel out of the frame.
             x1, y1, x2, y2 = t["xyxy"]
-            assert 0 <= x1 < x2 <= 768 and 0 <= y1 < y2 <= 432
+            assert -2 <= x1 < x2 <= 770 and -2 <= y1 < y2 <= 434
