@@ -59,13 +59,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from trackers._common import _check_bool, _check_range
 from trackers.kalman import PACKED_ROWS, KalmanFilterXYAH
 from trackers.matching import _TINY_AREA, lapjv_square
 from trackers.types import TrackerOutput
@@ -101,34 +102,6 @@ _MIN_CAPACITY = 32
 
 Float64Array = npt.NDArray[np.float64]
 Int64Array = npt.NDArray[np.int64]
-
-
-def _check_range(
-    name: str,
-    value: object,
-    low: float,
-    high: float,
-    *,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> float:
-    """Return ``value`` as float if it lies in the interval, else raise ValueError."""
-    lo_br, hi_br = ("(" if low_open else "["), (")" if high_open else "]")
-    interval = f"{lo_br}{low:g}, {high:g}{hi_br}"
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise ValueError(f"{name}: must be a number in {interval}, got {value!r}")
-    v = float(value)
-    ok = math.isfinite(v) or (v == math.inf and high == math.inf and not high_open)
-    ok = ok and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-    if not ok:
-        raise ValueError(f"{name}: must be in {interval}, got {value!r}")
-    return v
-
-
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name}: must be a bool, got {value!r}")
-    return bool(value)
 
 
 class ByteTrack:

@@ -41,8 +41,8 @@ def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
     Raises:
         ValueError: if an input is not ``(K, 4)``.
     """
-    a64 = _as_boxes("a", a)
-    b64 = _as_boxes("b", b)
+    a64 = as_boxes("a", a)
+    b64 = as_boxes("b", b)
     ax1, ay1, ax2, ay2 = (np.ascontiguousarray(a64[:, k]) for k in range(4))
     bx1, by1, bx2, by2 = (np.ascontiguousarray(b64[:, k]) for k in range(4))
     inter = np.minimum.outer(ax2, bx2)
@@ -52,21 +52,23 @@ def box_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
     ih -= np.maximum.outer(ay1, by1)
     np.maximum(ih, 0.0, out=ih)
     inter *= ih
-    union = np.add.outer(_area(a64), _area(b64))
+    union = np.add.outer(box_area(a64), box_area(b64))
     union -= inter
     iou = np.zeros_like(inter)
     np.divide(inter, union, out=iou, where=union > 0.0)
     return iou
 
 
-def _as_boxes(name: str, boxes: npt.ArrayLike) -> npt.NDArray[np.float64]:
+def as_boxes(name: str, boxes: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """``boxes`` as an ``(N, 4) float64`` array; ValueError naming ``name`` otherwise."""
     arr = np.asarray(boxes, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise ValueError(f"{name}: expected shape (N, 4), got {tuple(arr.shape)}")
     return arr
 
 
-def _area(boxes: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def box_area(boxes: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``(N,)`` areas of ``(N, 4)`` xyxy boxes, negative sizes counted as 0, pixels²."""
     w = np.maximum(boxes[:, 2] - boxes[:, 0], 0.0)
     h = np.maximum(boxes[:, 3] - boxes[:, 1], 0.0)
     return w * h
@@ -101,7 +103,7 @@ def nms(
         ValueError: on inconsistent shapes, an ``iou_threshold`` outside [0, 1] or a
             negative ``max_detections``.
     """
-    boxes = _as_boxes("xyxy", xyxy)
+    boxes = as_boxes("xyxy", xyxy)
     scores = np.asarray(confidence, dtype=np.float64).reshape(-1)
     classes = np.asarray(class_id).reshape(-1)
     n = boxes.shape[0]
@@ -123,7 +125,7 @@ def nms(
     sorted_boxes = boxes[order]
     cls = classes[order]
     x1, y1, x2, y2 = (np.ascontiguousarray(sorted_boxes[:, k]) for k in range(4))
-    area = _area(sorted_boxes)
+    area = box_area(sorted_boxes)
     keep: list[int] = []
     remaining = np.arange(order.shape[0])
     while remaining.size and len(keep) < limit:

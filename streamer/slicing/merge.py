@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from streamer.detect.nms import box_iou
+from streamer.detect.nms import as_boxes, box_area, box_iou
 from streamer.types import Detections
 
 __all__ = [
@@ -97,25 +97,14 @@ def box_ios(a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float64]:
     Raises:
         ValueError: if an input is not ``(K, 4)``.
     """
-    a64, b64 = _as_boxes("a", a), _as_boxes("b", b)
+    a64, b64 = as_boxes("a", a), as_boxes("b", b)
     iw = np.minimum.outer(a64[:, 2], b64[:, 2]) - np.maximum.outer(a64[:, 0], b64[:, 0])
     ih = np.minimum.outer(a64[:, 3], b64[:, 3]) - np.maximum.outer(a64[:, 1], b64[:, 1])
     inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
-    smaller = np.minimum.outer(_area(a64), _area(b64))
+    smaller = np.minimum.outer(box_area(a64), box_area(b64))
     out = np.zeros_like(inter)
     np.divide(inter, smaller, out=out, where=smaller > 0.0)
     return out
-
-
-def _as_boxes(name: str, boxes: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    arr = np.asarray(boxes, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"{name}: expected shape (N, 4), got {tuple(arr.shape)}")
-    return arr
-
-
-def _area(boxes: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    return np.maximum(boxes[:, 2] - boxes[:, 0], 0.0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0.0)
 
 
 def _metric_matrix(boxes: npt.NDArray[np.float64], metric: str) -> npt.NDArray[np.float64]:
@@ -235,7 +224,7 @@ def _run(
     class_aware: bool,
 ) -> tuple[npt.NDArray[np.int64], list[npt.NDArray[np.int64]]]:
     _check(metric, threshold)
-    boxes = _as_boxes("xyxy", xyxy)
+    boxes = as_boxes("xyxy", xyxy)
     scores = np.asarray(confidence, dtype=np.float64).reshape(-1)
     classes = np.asarray(class_id).reshape(-1)
     n = boxes.shape[0]
