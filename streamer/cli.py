@@ -32,7 +32,8 @@ from streamer.config.loader import dump_resolved, load_pipeline
 from streamer.config.schema import TRACKER_TYPES, PipelineConfig
 from streamer.errors import ConfigError, StreamerError
 from streamer.pipeline.runner import Pipeline, RunResult
-from streamer.slicing.sliced import SlicedDetector
+from streamer.slicing.adaptive import AdaptiveSlicedDetector
+from streamer.slicing.sliced import SlicedDetector, SlicedStats
 
 DEFAULT_PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "pets09_people.yaml"
 
@@ -100,17 +101,16 @@ def run_pipeline(
 
             result = pipe.run(on_tick=tick)
     summary = summary_dict(cfg, result)
-    if isinstance(built.detector, SlicedDetector):
+    if isinstance(built.detector, SlicedDetector | AdaptiveSlicedDetector):
         st = built.detector.stats
-        result.notes.append(
-            f"slicing: {st.tiles_per_frame:.2f} tiles per frame "
-            f"({st.images_inferred} images inferred in {st.inference_calls} calls)"
-        )
-        summary["slicing"] = {
+        result.notes.append(f"slicing: {st.tiles_per_frame:.2f} tiles per frame")
+        slicing: dict[str, object] = {
             "tiles_per_frame": round(st.tiles_per_frame, 3),
-            "images_inferred": st.images_inferred,
-            "inference_calls": st.inference_calls,
+            "adaptive": isinstance(built.detector, AdaptiveSlicedDetector),
         }
+        if isinstance(st, SlicedStats):
+            slicing.update(images_inferred=st.images_inferred, inference_calls=st.inference_calls)
+        summary["slicing"] = slicing
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return result
 
@@ -327,7 +327,6 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from streamer.config.schema import DetectStageConfig
     from streamer.evaluation.det import write_predictions
     from streamer.pipeline.build import make_detector
-    from streamer.slicing.sliced import SlicedDetector
 
     stage: dict[str, object] = {"type": "detect", "preset": args.preset}
     if args.model:

@@ -59,6 +59,28 @@ SourceConfig = Annotated[VideoFileSourceConfig, Field(discriminator="type")]
 
 
 # -- stages --------------------------------------------------------------------------
+class AdaptiveSlicingConfig(StrictModel):
+    """Video mode of slicing: run only the tiles with motion or small objects.
+
+    Attributes:
+        full_sweep_every: Every this many frames all tiles run (and on the first).
+        small_area_px: Detections smaller than this (pixels²) keep their tiles running.
+        margin_px: Growth of a kept detection's box per frame of age, pixels.
+        motion_threshold: Grey-level difference that counts as motion, (0, 255].
+        motion_downscale: Frame differencing runs on a copy this many times smaller.
+        motion_dilate_px: Dilation of the motion mask, frame pixels.
+        min_motion_area_px: Motion inside a tile below this area (pixels²) is ignored.
+    """
+
+    full_sweep_every: int = Field(25, ge=1, le=100_000)
+    small_area_px: float = Field(96.0 * 96.0, ge=0.0)
+    margin_px: float = Field(16.0, ge=0.0)
+    motion_threshold: float = Field(25.0, gt=0.0, le=255.0)
+    motion_downscale: int = Field(4, ge=1, le=64)
+    motion_dilate_px: int = Field(16, ge=0, le=1024)
+    min_motion_area_px: float = Field(64.0, ge=0.0)
+
+
 class SlicingConfig(StrictModel):
     """Sliced (SAHI) inference: overlapping tiles plus an optional full-frame pass.
 
@@ -72,6 +94,8 @@ class SlicingConfig(StrictModel):
         metric: ``iou`` or ``ios`` (intersection over the smaller box).
         merge_threshold: Boxes match when the metric is above this, (0, 1].
         class_aware: Merge only boxes of the same class.
+        adaptive: Video mode: tiles only where there is motion or a small object,
+            plus a periodic full sweep (one source per pipeline).
     """
 
     tile_wh: tuple[int, int] | None = None
@@ -83,6 +107,7 @@ class SlicingConfig(StrictModel):
     metric: Literal["iou", "ios"] = "ios"
     merge_threshold: float = Field(0.5, gt=0.0, le=1.0)
     class_aware: bool = True
+    adaptive: AdaptiveSlicingConfig | None = None
 
 
 class DetectStageConfig(StrictModel):
@@ -309,6 +334,12 @@ class PipelineConfig(StrictModel):
         if "track" in kinds and kinds.index("track") != 1:
             raise ValueError("the 'track' stage must come right after 'detect'")
         if len(self.sources) > 1:
+            det = self.stages[0]
+            if det.type == "detect" and det.slicing is not None and det.slicing.adaptive:
+                raise ValueError(
+                    "stages[0].slicing.adaptive: keeps per-stream state and supports one "
+                    f"source per pipeline, got {len(self.sources)}"
+                )
             for i, st in enumerate(self.stages):
                 if st.type in ("annotated_video", "mot") and "{source_id}" not in st.path:
                     raise ValueError(

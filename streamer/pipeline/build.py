@@ -35,6 +35,7 @@ from streamer.sinks.base import Sink
 from streamer.sinks.jsonl import JsonlTracksSink
 from streamer.sinks.mot import MotTracksSink
 from streamer.sinks.video import AnnotatedVideoSink
+from streamer.slicing.adaptive import AdaptiveSlicedDetector
 from streamer.slicing.sliced import SlicedDetector
 from streamer.sources.video_file import VideoFileSource
 from trackers.types import Tracker
@@ -45,7 +46,7 @@ class BuiltPipeline:
     """A pipeline ready to run, with what the CLI reports about it."""
 
     pipeline: Pipeline
-    detector: YoloDetector | SlicedDetector
+    detector: YoloDetector | SlicedDetector | AdaptiveSlicedDetector
     run_dir: Path
 
 
@@ -167,7 +168,7 @@ def build_pipeline(cfg: PipelineConfig, run_dir: Path) -> BuiltPipeline:
     detect_cfg = cfg.stages[0]
     assert isinstance(detect_cfg, DetectStageConfig)  # guaranteed by the schema
     base_detector = make_detector(detect_cfg)
-    detector: YoloDetector | SlicedDetector = base_detector
+    detector: YoloDetector | SlicedDetector | AdaptiveSlicedDetector = base_detector
     if detect_cfg.slicing is not None:
         sl = detect_cfg.slicing
         try:
@@ -183,6 +184,8 @@ def build_pipeline(cfg: PipelineConfig, run_dir: Path) -> BuiltPipeline:
                 merge_threshold=sl.merge_threshold,
                 class_aware=sl.class_aware,
             )
+            if sl.adaptive is not None:
+                detector = AdaptiveSlicedDetector(detector, **sl.adaptive.model_dump())
         except ValueError as e:
             raise ConfigError(f"stages[0].slicing: {e}") from None
     sources: list[Source] = [

@@ -6,6 +6,7 @@ for Small Object Detection", ICIP 2022.
 
 from __future__ import annotations
 
+from streamer.slicing.adaptive import AdaptiveSlicedDetector, AdaptiveStats
 from streamer.slicing.grid import auto_tile_wh, grid_shape, tile_grid
 from streamer.slicing.merge import (
     box_ios,
@@ -19,6 +20,8 @@ from streamer.slicing.merge import (
 from streamer.slicing.sliced import SlicedDetector, SlicedStats
 
 __all__ = [
+    "AdaptiveSlicedDetector",
+    "AdaptiveStats",
     "SlicedDetector",
     "SlicedStats",
     "auto_tile_wh",

@@ -285,6 +285,12 @@ class SlicedDetector:
         return self.postprocess(self.infer(batch), [plan])[0]
 
     @property
+    def full_frame(self) -> bool:
+        """Whether a full-frame pass runs beside the tiles (when the grid is not one
+        tile covering the whole frame)."""
+        return self._full_frame
+
+    @property
     def class_names(self) -> tuple[str, ...]:
         """Class names of the wrapped detector."""
         return self._detector.class_names

@@ -15,10 +15,12 @@ REPO = Path(__file__).resolve().parents[2]
 FRAMES = 105  # cars pass from frame ~65 on; full-frame YOLOX sees them only at ~100
 
 
-def run(tmp_path: Path, name: str, sliced: bool) -> tuple[dict, list[dict]]:
+def run(
+    tmp_path: Path, name: str, sliced: bool, pipeline: str = "car_detection_sliced"
+) -> tuple[dict, list[dict]]:
     require_data("videos/car-detection.mp4")
     require_data("models/yolox_nano.onnx")
-    cfg = load_pipeline(REPO / "pipelines/car_detection_sliced.yaml")
+    cfg = load_pipeline(REPO / f"pipelines/{pipeline}.yaml")
     cfg.sources[0].max_frames = FRAMES
     if not sliced:
         cfg.stages[0].slicing = None  # type: ignore[union-attr]
@@ -33,7 +35,11 @@ def run(tmp_path: Path, name: str, sliced: bool) -> tuple[dict, list[dict]]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, list[dict]]]:
     base = tmp_path_factory.mktemp("sliced")
-    return {"sliced": run(base, "sliced", True), "full": run(base, "full", False)}
+    return {
+        "sliced": run(base, "sliced", True),
+        "full": run(base, "full", False),
+        "adaptive": run(base, "adaptive", True, "car_detection_adaptive"),
+    }
 
 
 def test_summary_reports_tiles_and_stage_times(runs: dict) -> None:
@@ -58,3 +64,12 @@ def test_slicing_finds_more_cars_and_tracks_them(runs: dict) -> None:
             # Track boxes are Kalman estimates: they may poke a pixel out of the frame.
             x1, y1, x2, y2 = t["xyxy"]
             assert -2 <= x1 < x2 <= 770 and -2 <= y1 < y2 <= 434
+
+
+def test_adaptive_slicing_runs_fewer_tiles_and_keeps_the_tracks(runs: dict) -> None:
+    summary, records = runs["adaptive"]
+    assert summary["slicing"]["adaptive"] is True
+    assert summary["slicing"]["tiles_per_frame"] < 0.6 * 6
+    sliced = sum(len(r["tracks"]) for r in runs["sliced"][1])
+    adaptive = sum(len(r["tracks"]) for r in records)
+    assert adaptive >= 0.9 * sliced

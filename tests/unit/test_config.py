@@ -158,6 +158,19 @@ def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
         load_pipeline(write(tmp_path, "- a\n- b\n"))
 
 
+def test_adaptive_slicing_needs_a_single_source(tmp_path: Path) -> None:
+    text = BASE.replace(
+        "  - {type: video_file, id: cam, path: clip.mp4}",
+        "  - {type: video_file, id: cam, path: clip.mp4}\n"
+        "  - {type: video_file, id: cam2, path: clip.mp4}",
+    ).replace(
+        "{type: detect, model: model.onnx}",
+        "{type: detect, model: model.onnx, slicing: {adaptive: {full_sweep_every: 10}}}",
+    )
+    with pytest.raises(ConfigError, match="adaptive: keeps per-stream state"):
+        load_pipeline(write(tmp_path, text))
+
+
 @pytest.mark.parametrize("pipeline", sorted((REPO / "pipelines").glob("*.yaml")))
 def test_shipped_pipelines_validate(pipeline: Path) -> None:
     cfg = load_pipeline(pipeline)
