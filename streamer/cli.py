@@ -326,7 +326,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from streamer.config.loader import apply_presets, substitute, validation_message
     from streamer.config.schema import DetectStageConfig
     from streamer.evaluation.det import write_predictions
-    from streamer.pipeline.build import make_detector
+    from streamer.pipeline.build import make_frame_detector
 
     stage: dict[str, object] = {"type": "detect", "preset": args.preset}
     if args.model:
@@ -344,13 +344,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         cfg = DetectStageConfig.model_validate(raw["stages"][0])
     except ValidationError as e:
         raise ConfigError(validation_message(e, "streamer detect", ("stages", 0))) from None
-    base = make_detector(cfg)
-    detector = base
-    if cfg.slicing is not None:
-        sl = cfg.slicing
-        detector = SlicedDetector(  # type: ignore[assignment]
-            base, tile_wh=sl.tile_wh, overlap_ratio=sl.overlap_ratio, full_frame=sl.full_frame
-        )
+    detector = make_frame_detector(cfg)
     console = _stderr()
     results = {}
     for name in args.images:
@@ -362,7 +356,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         results[Path(name).name] = dets = detector(image)
         ms = 1000 * (time.perf_counter() - t0)
         console.print(f"{name}: {len(dets)} detections in {ms:.0f} ms")
-    n = write_predictions(Path(args.out), results, base.class_names)
+    n = write_predictions(Path(args.out), results, detector.class_names)
     console.print(f"wrote {n} predictions to {args.out}")
     return EXIT_OK
 

@@ -123,6 +123,40 @@ def tracker_class(tracker_type: str) -> Callable[..., Tracker]:
     raise ConfigError(f"unknown tracker type {tracker_type!r} (known: bytetrack, sort, ocsort)")
 
 
+def make_frame_detector(
+    cfg: DetectStageConfig, index: int = 0
+) -> YoloDetector | SlicedDetector | AdaptiveSlicedDetector:
+    """The detector of a ``detect`` stage, wrapped for slicing when it has a
+    ``slicing:`` block (and for adaptive slicing when that block has ``adaptive:``).
+
+    Raises:
+        BackendError: the model cannot be loaded or its output layout is unknown.
+        ConfigError: a bad class filter or slicing parameter (named by YAML path).
+    """
+    base = make_detector(cfg, index)
+    if cfg.slicing is None:
+        return base
+    sl = cfg.slicing
+    try:
+        sliced = SlicedDetector(
+            base,
+            tile_wh=sl.tile_wh,
+            overlap_ratio=sl.overlap_ratio,
+            overlap_px=sl.overlap_px,
+            full_frame=sl.full_frame,
+            max_tiles=sl.max_tiles,
+            merge=sl.merge,
+            metric=sl.metric,
+            merge_threshold=sl.merge_threshold,
+            class_aware=sl.class_aware,
+        )
+        if sl.adaptive is not None:
+            return AdaptiveSlicedDetector(sliced, **sl.adaptive.model_dump())
+    except ValueError as e:
+        raise ConfigError(f"stages[{index}].slicing: {e}") from None
+    return sliced
+
+
 def make_tracker_factory(cfg: TrackStageConfig) -> TrackerFactory:
     """A function that builds one tracker of ``cfg.tracker.type`` for a stream's fps."""
     make = tracker_class(cfg.tracker.type)
@@ -167,27 +201,7 @@ def build_pipeline(cfg: PipelineConfig, run_dir: Path) -> BuiltPipeline:
     """
     detect_cfg = cfg.stages[0]
     assert isinstance(detect_cfg, DetectStageConfig)  # guaranteed by the schema
-    base_detector = make_detector(detect_cfg)
-    detector: YoloDetector | SlicedDetector | AdaptiveSlicedDetector = base_detector
-    if detect_cfg.slicing is not None:
-        sl = detect_cfg.slicing
-        try:
-            detector = SlicedDetector(
-                base_detector,
-                tile_wh=sl.tile_wh,
-                overlap_ratio=sl.overlap_ratio,
-                overlap_px=sl.overlap_px,
-                full_frame=sl.full_frame,
-                max_tiles=sl.max_tiles,
-                merge=sl.merge,
-                metric=sl.metric,
-                merge_threshold=sl.merge_threshold,
-                class_aware=sl.class_aware,
-            )
-            if sl.adaptive is not None:
-                detector = AdaptiveSlicedDetector(detector, **sl.adaptive.model_dump())
-        except ValueError as e:
-            raise ConfigError(f"stages[0].slicing: {e}") from None
+    detector = make_frame_detector(detect_cfg)
     sources: list[Source] = [
         VideoFileSource(
             s.path, source_id=s.id, decode_threads=s.decode_threads, max_frames=s.max_frames
