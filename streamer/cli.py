@@ -143,10 +143,20 @@ def summary_dict(cfg: PipelineConfig, result: RunResult) -> dict[str, object]:
             }
             for c in result.channel_stats
         ],
-        "latency_ms": {
-            "p50": round(result.latency_ms.percentile_ms(50), 2),
-            "p95": round(result.latency_ms.percentile_ms(95), 2),
-            "max": round(result.latency_ms.percentile_ms(100), 2),
+        "latency_ms": result.latency_ms.summary(),
+        "sources": {
+            sid: {
+                "frames": st.frames,
+                "gaps": st.gaps,
+                "missing_frames": st.missing_frames,
+                "reconnects": st.reconnects,
+                "buffer_drops": result.channel_stats[0].drops.get(sid, 0)
+                if result.channel_stats
+                else 0,
+                "stale_drops": result.stale_drops.get(sid, 0),
+                "latency_ms": st.latency.summary(),
+            }
+            for sid, st in result.sources.items()
         },
         "errors": result.errors,
         "interrupted": result.interrupted,
@@ -175,12 +185,26 @@ def summary_table(result: RunResult) -> Table:
         )
     frames = sum(result.frames.values())
     notes = "".join(f"; {n}" for n in result.notes)
+    lat = result.latency_ms
     table.caption = (
         f"{frames} frames read, {result.packets_out} written in {result.wall_s:.2f} s "
         f"= {result.fps:.1f} frames/s; end-to-end latency p50 "
-        f"{result.latency_ms.percentile_ms(50):.1f} ms, p95 "
-        f"{result.latency_ms.percentile_ms(95):.1f} ms{notes}"
+        f"{lat.percentile_ms(50):.1f} ms, p95 {lat.percentile_ms(95):.1f} ms, "
+        f"max {lat.max_ms:.1f} ms{notes}"
     )
+    stale = result.stale_drops
+    live = [
+        st
+        for st in result.sources.values()
+        if st.gaps or st.reconnects or stale.get(st.source_id) or len(result.sources) > 1
+    ]
+    for st in live:
+        table.caption += (
+            f"\nsource '{st.source_id}': {st.frames} frames, latency p50 "
+            f"{st.latency.percentile_ms(50):.1f} / p95 {st.latency.percentile_ms(95):.1f} / "
+            f"max {st.latency.max_ms:.1f} ms, {st.gaps} gaps ({st.missing_frames} frames "
+            f"missing), {st.reconnects} reconnects, {stale.get(st.source_id, 0)} stale drops"
+        )
     return table
 
 
@@ -196,12 +220,12 @@ def check_inputs(cfg: PipelineConfig) -> list[str]:
         ConfigError: a class filter names a class the model does not have.
     """
     from streamer.config.schema import DetectStageConfig
-    from streamer.pipeline.build import make_detector
-    from streamer.sources.video_file import VideoFileSource
+    from streamer.pipeline.build import make_detector, make_source
 
     found = []
     for s in cfg.sources:
-        src = VideoFileSource(s.path, source_id=s.id)
+        # Fail fast: validate opens each source once, without reconnecting.
+        src = make_source(s.model_copy(update={"reconnect": None}) if s.type == "rtsp" else s)
         try:
             info = src.open()
         finally:

@@ -45,18 +45,29 @@ def format_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return out or "<root>"
 
 
-def substitute(value: Any, loc: tuple[Any, ...] = ()) -> Any:
+def substitute(
+    value: Any, loc: tuple[Any, ...] = (), env_templates: dict[tuple[Any, ...], str] | None = None
+) -> Any:
     """Replace ``${env:...}`` and ``${data:...}`` in every string inside ``value``.
+
+    Args:
+        value: Parsed YAML (mappings, lists, scalars).
+        loc: YAML path of ``value`` (for error messages).
+        env_templates: If given, filled with ``{YAML path: original string}`` for every
+            string that used ``${env:...}``, so that the resolved config can be written
+            without the values (credentials) and errors can hide them.
 
     Raises:
         ConfigError: an environment variable is unset and has no default.
     """
     if isinstance(value, dict):
-        return {k: substitute(v, (*loc, k)) for k, v in value.items()}
+        return {k: substitute(v, (*loc, k), env_templates) for k, v in value.items()}
     if isinstance(value, list):
-        return [substitute(v, (*loc, i)) for i, v in enumerate(value)]
+        return [substitute(v, (*loc, i), env_templates) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
+    if env_templates is not None and "${env:" in value:
+        env_templates[loc] = value
 
     def repl(m: re.Match[str]) -> str:
         kind, arg = m.group(1), m.group(2)
@@ -185,6 +196,7 @@ def validation_message(
 
 _TAGS = {
     "video_file",
+    "rtsp",
     "bytetrack",
     "sort",
     "ocsort",
@@ -202,7 +214,8 @@ def _resolve_paths(cfg: PipelineConfig, base_dir: Path) -> PipelineConfig:
         return p if p.is_absolute() else (base_dir / p).resolve()
 
     for src in cfg.sources:
-        src.path = absolute(src.path)
+        if src.type == "video_file":
+            src.path = absolute(src.path)
     for st in cfg.stages:
         if st.type == "detect":
             st.model = absolute(st.model)
@@ -229,16 +242,65 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
             f"got {type(raw).__name__}"
         )
     base_dir = path.resolve().parent
-    raw = substitute(raw)
-    raw = apply_presets(raw, base_dir)
+    templates: dict[tuple[Any, ...], str] = {}
+    substituted = substitute(raw, env_templates=templates)
+    raw = apply_presets(substituted, base_dir)
     try:
         cfg = PipelineConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(validation_message(e, str(path))) from None
+        secrets = _env_values(templates, substituted)
+        raise ConfigError(hide_secrets(validation_message(e, str(path)), secrets)) from None
+    cfg._env_templates = templates
     return _resolve_paths(cfg, base_dir)
 
 
+def _get_path(data: Any, loc: tuple[Any, ...]) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _env_values(templates: dict[tuple[Any, ...], str], substituted: Any) -> list[str]:
+    """The strings that ``${env:...}`` templates expanded to (to hide them)."""
+    out = []
+    for loc in templates:
+        value = _get_path(substituted, loc)
+        if isinstance(value, str) and value:
+            out.append(value)
+            # The parts of a URL's credentials, so a message quoting only them hides too.
+            for part in re.split(r"[:@/]", value.split("://", 1)[-1].split("@", 1)[0]):
+                if len(part) >= 3 and "@" in value:
+                    out.append(part)
+    return sorted(set(out), key=len, reverse=True)
+
+
+def hide_secrets(text: str, secrets: list[str]) -> str:
+    """Replace every value in ``secrets`` and any URL credentials in ``text`` by ``***``."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return _URL_CREDENTIALS.sub(r"\1***@", text)
+
+
+_URL_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.-]*://)[^/@\s'\"]+@", re.IGNORECASE)
+
+
 def dump_resolved(cfg: PipelineConfig) -> str:
-    """The fully resolved pipeline as YAML (defaults filled in, absolute paths)."""
+    """The fully resolved pipeline as YAML (defaults filled in, absolute paths).
+
+    Strings that came from ``${env:...}`` are written as their template (the values,
+    often credentials, never reach the file), and credentials typed directly into a
+    URL are replaced by ``***``.
+    """
     data = cfg.model_dump(mode="json")
+    for loc, template in cfg._env_templates.items():
+        parent = _get_path(data, loc[:-1])
+        if loc and isinstance(_get_path(data, loc), str):
+            parent[loc[-1]] = template
+    for src in data.get("sources", []):
+        url = src.get("url")
+        if isinstance(url, str) and "${env:" not in url:
+            src["url"] = hide_secrets(url, [])
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)

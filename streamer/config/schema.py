@@ -19,9 +19,9 @@ See README.md ("Pipeline YAML reference") for every field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -46,16 +46,88 @@ class QueueConfig(StrictModel):
 
 # -- sources -------------------------------------------------------------------------
 class VideoFileSourceConfig(StrictModel):
-    """A video file decoded with PyAV, every frame, in order."""
+    """A video file decoded with PyAV, every frame, in order (lossless by default).
+
+    Attributes:
+        buffer: Capture buffer between this source and preprocessing (default: the
+            pipeline's ``queue``).
+        max_frame_age_ms: Freshness budget: any stage drops this source's frames older
+            than this (capture to stage), ms; null: never (lossless).
+    """
 
     type: Literal["video_file"]
     id: str = Field("video", pattern=NAME_PATTERN)
     path: Path
     decode_threads: int = Field(0, ge=0, le=64)
     max_frames: int | None = Field(None, ge=1)
+    buffer: QueueConfig | None = None
+    max_frame_age_ms: float | None = Field(None, gt=0.0)
 
 
-SourceConfig = Annotated[VideoFileSourceConfig, Field(discriminator="type")]
+class ReconnectConfig(StrictModel):
+    """Exponential backoff with jitter between reconnect attempts of a live source.
+
+    Attributes:
+        enabled: Reconnect at all (false: a lost stream ends the source with an error).
+        initial_delay_s: First delay, seconds.
+        max_delay_s: Largest delay, seconds.
+        factor: Growth of the delay per failed attempt.
+        jitter: Relative random spread of each delay, [0, 1).
+        max_attempts: Give up after this many failed attempts in a row (null: never).
+    """
+
+    enabled: bool = True
+    initial_delay_s: float = Field(0.5, gt=0.0, le=3600.0)
+    max_delay_s: float = Field(10.0, gt=0.0, le=3600.0)
+    factor: float = Field(2.0, ge=1.0, le=10.0)
+    jitter: float = Field(0.2, ge=0.0, lt=1.0)
+    max_attempts: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _max_not_below_initial(self) -> ReconnectConfig:
+        if self.max_delay_s < self.initial_delay_s:
+            raise ValueError(
+                f"max_delay_s ({self.max_delay_s}) must be >= initial_delay_s "
+                f"({self.initial_delay_s})"
+            )
+        return self
+
+
+def _live_buffer() -> QueueConfig:
+    return QueueConfig(capacity=2, policy="drop_oldest")
+
+
+class RtspSourceConfig(StrictModel):
+    """An RTSP stream (PyAV/FFmpeg) that reconnects and keeps only fresh frames.
+
+    Attributes:
+        url: ``rtsp://[user:pass@]host[:port]/path``; put credentials in ``${env:...}``
+            (they are redacted from logs, errors and the resolved config).
+        transport: ``tcp`` (default) or ``udp``.
+        open_timeout_s: Longest wait to connect, seconds.
+        read_timeout_s: A stream silent for this long counts as lost, seconds.
+        reconnect: Backoff between reconnects (null: a lost stream is an error).
+        decode_threads: FFmpeg decoder threads (1: lowest latency).
+        max_frames: Stop after this many frames (null: run until stopped).
+        buffer: Capture buffer: the capture thread keeps only the newest ``capacity``
+            frames (``drop_oldest``; ``block`` makes the run lossless instead).
+        max_frame_age_ms: Freshness budget: any stage drops frames older than this, ms.
+    """
+
+    type: Literal["rtsp"]
+    id: str = Field("rtsp", pattern=NAME_PATTERN)
+    url: str = Field(pattern=r"^rtsps?://")
+    transport: Literal["tcp", "udp"] = "tcp"
+    open_timeout_s: float = Field(5.0, gt=0.0, le=300.0)
+    read_timeout_s: float = Field(3.0, gt=0.0, le=300.0)
+    reconnect: ReconnectConfig | None = Field(default_factory=ReconnectConfig)  # type: ignore[arg-type]
+    decode_threads: int = Field(1, ge=1, le=64)
+    max_frames: int | None = Field(None, ge=1)
+    buffer: QueueConfig = Field(default_factory=_live_buffer)
+    max_frame_age_ms: float | None = Field(None, gt=0.0)
+
+
+SourceConfig = Annotated[VideoFileSourceConfig | RtspSourceConfig, Field(discriminator="type")]
 
 
 # -- stages --------------------------------------------------------------------------
@@ -315,6 +387,9 @@ class PipelineConfig(StrictModel):
     stages: list[StageConfig] = Field(min_length=1)
     queue: QueueConfig = Field(default_factory=QueueConfig)  # type: ignore[arg-type]
     output_dir: str = "runs/{name}-{timestamp}"
+    # YAML path -> original string of every value that used ${env:...} (set by the
+    # loader; the resolved config writes these templates back instead of the values).
+    _env_templates: dict[tuple[Any, ...], str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_graph(self) -> PipelineConfig:

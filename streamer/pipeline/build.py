@@ -17,6 +17,8 @@ from streamer.config.schema import (
     MotSinkConfig,
     PipelineConfig,
     QueueConfig,
+    RtspSourceConfig,
+    SourceConfig,
     TrackStageConfig,
 )
 from streamer.detect.detector import YoloDetector
@@ -37,6 +39,7 @@ from streamer.sinks.mot import MotTracksSink
 from streamer.sinks.video import AnnotatedVideoSink
 from streamer.slicing.adaptive import AdaptiveSlicedDetector
 from streamer.slicing.sliced import SlicedDetector
+from streamer.sources.rtsp import Backoff, RtspSource
 from streamer.sources.video_file import VideoFileSource
 from trackers.types import Tracker
 
@@ -168,6 +171,36 @@ def make_tracker_factory(cfg: TrackStageConfig) -> TrackerFactory:
     return factory
 
 
+def make_source(cfg: SourceConfig) -> Source:
+    """Build one source from its config (nothing is opened yet)."""
+    if isinstance(cfg, RtspSourceConfig):
+        rc = cfg.reconnect
+        backoff = (
+            Backoff(
+                initial_delay_s=rc.initial_delay_s,
+                max_delay_s=rc.max_delay_s,
+                factor=rc.factor,
+                jitter=rc.jitter,
+                max_attempts=rc.max_attempts,
+            )
+            if rc is not None and rc.enabled
+            else None
+        )
+        return RtspSource(
+            cfg.url,
+            source_id=cfg.id,
+            transport=cfg.transport,
+            open_timeout_s=cfg.open_timeout_s,
+            read_timeout_s=cfg.read_timeout_s,
+            reconnect=backoff,
+            decode_threads=cfg.decode_threads,
+            max_frames=cfg.max_frames,
+        )
+    return VideoFileSource(
+        cfg.path, source_id=cfg.id, decode_threads=cfg.decode_threads, max_frames=cfg.max_frames
+    )
+
+
 def make_sink(
     cfg: AnnotatedVideoSinkConfig | JsonlSinkConfig | MotSinkConfig, run_dir: Path
 ) -> Sink:
@@ -202,12 +235,7 @@ def build_pipeline(cfg: PipelineConfig, run_dir: Path) -> BuiltPipeline:
     detect_cfg = cfg.stages[0]
     assert isinstance(detect_cfg, DetectStageConfig)  # guaranteed by the schema
     detector = make_frame_detector(detect_cfg)
-    sources: list[Source] = [
-        VideoFileSource(
-            s.path, source_id=s.id, decode_threads=s.decode_threads, max_frames=s.max_frames
-        )
-        for s in cfg.sources
-    ]
+    sources = [make_source(s) for s in cfg.sources]
     run_dir.mkdir(parents=True, exist_ok=True)
     stages: list[Stage] = [
         PreprocessStage(detector, name="preprocess"),
@@ -230,4 +258,7 @@ def build_pipeline(cfg: PipelineConfig, run_dir: Path) -> BuiltPipeline:
         else:
             stages.append(SinkStage(make_sink(st, run_dir), detector.class_names, name=st.name))
         edges.append(_edge(st.queue, cfg.queue))
-    return BuiltPipeline(Pipeline(sources, stages, edges), detector, run_dir)
+    buffers = {s.id: _edge(s.buffer, cfg.queue) for s in cfg.sources if s.buffer is not None}
+    ages = {s.id: s.max_frame_age_ms for s in cfg.sources if s.max_frame_age_ms is not None}
+    pipeline = Pipeline(sources, stages, edges, source_buffers=buffers, max_frame_age_ms=ages)
+    return BuiltPipeline(pipeline, detector, run_dir)

@@ -15,6 +15,11 @@ Overflow policies (per edge):
   Drops are counted per source. In-band events (stream start/end/gap) are never
   dropped; an event that meets a channel full of events waits like ``block``.
 
+Per-source lanes: the channel out of the sources can give each source its own
+capacity and policy (``lanes``), so a live camera keeps only its newest frames
+(``drop_oldest``) while a file in the same pipeline stays lossless (``block``), and
+one source's backlog never takes another's room. Items still leave in arrival order.
+
 Every blocking call takes a timeout and a stop event and returns within the
 timeout, so no thread can hang on a channel.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -72,18 +78,32 @@ class Channel:
         name: Name used in statistics and errors.
         capacity: Maximum queued items, >= 1.
         policy: ``"block"`` or ``"drop_oldest"``.
+        lanes: Optional ``{source_id: (capacity, policy)}``: items of a listed source
+            are limited by their lane (and ``capacity`` is the sum of the lanes);
+            several producers (one per source) may then share the channel.
 
     Raises:
         ValueError: on a capacity < 1 or an unknown policy.
     """
 
-    def __init__(self, name: str, capacity: int, policy: OverflowPolicy = "block") -> None:
-        if capacity < 1:
-            raise ValueError(f"channel '{name}': capacity must be >= 1, got {capacity}")
-        if policy not in OVERFLOW_POLICIES:
-            raise ValueError(
-                f"channel '{name}': policy must be one of {OVERFLOW_POLICIES}, got {policy!r}"
-            )
+    def __init__(
+        self,
+        name: str,
+        capacity: int,
+        policy: OverflowPolicy = "block",
+        lanes: Mapping[str, tuple[int, OverflowPolicy]] | None = None,
+    ) -> None:
+        for cap, pol in [(capacity, policy), *(lanes or {}).values()]:
+            if cap < 1:
+                raise ValueError(f"channel '{name}': capacity must be >= 1, got {cap}")
+            if pol not in OVERFLOW_POLICIES:
+                raise ValueError(
+                    f"channel '{name}': policy must be one of {OVERFLOW_POLICIES}, got {pol!r}"
+                )
+        self._lanes = dict(lanes or {})
+        self._lane_depth: Counter[str] = Counter()
+        if self._lanes:
+            capacity = sum(c for c, _ in self._lanes.values())
         self.name = name
         self.capacity = capacity
         self.policy: OverflowPolicy = policy
@@ -114,16 +134,19 @@ class Channel:
             ChannelBroken: the consumer has gone away.
             RuntimeError: the channel was already closed by its producer.
         """
+        lane = item.source_id if item.source_id in self._lanes else None
+        capacity, policy = self._lanes[lane] if lane is not None else (self.capacity, self.policy)
         with self._lock:
             while True:
                 if self._broken:
                     raise ChannelBroken(f"channel '{self.name}': consumer has stopped")
                 if self._closed:
                     raise RuntimeError(f"channel '{self.name}': put after close")
-                if len(self._items) < self.capacity:
+                depth = self._lane_depth[lane] if lane is not None else len(self._items)
+                if depth < capacity:
                     break
-                if self.policy == "drop_oldest" and isinstance(item, Packet):
-                    if self._drop_oldest_packet():
+                if policy == "drop_oldest" and isinstance(item, Packet):
+                    if self._drop_oldest_packet(lane):
                         break
                     # Full of events only: drop the newcomer rather than an event.
                     self._drops[item.source_id] += 1
@@ -132,18 +155,33 @@ class Channel:
                     return False
                 self._not_full.wait(poll_s)
             self._items.append(item)
+            if lane is not None:
+                self._lane_depth[lane] += 1
             self._puts += 1
             self._peak = max(self._peak, len(self._items))
             self._not_empty.notify()
             return True
 
-    def _drop_oldest_packet(self) -> bool:
+    def _drop_oldest_packet(self, lane: str | None) -> bool:
         for i, queued in enumerate(self._items):
-            if isinstance(queued, Packet):
+            if isinstance(queued, Packet) and (lane is None or queued.source_id == lane):
                 del self._items[i]
                 self._drops[queued.source_id] += 1
+                if lane is not None:
+                    self._lane_depth[lane] -= 1
                 return True
         return False
+
+    def _taken(self, item: Item) -> None:
+        """Bookkeeping after the consumer took ``item`` (lock held)."""
+        self._gets += 1
+        if self._lanes and item.source_id in self._lanes:
+            self._lane_depth[item.source_id] -= 1
+        # Producers of several lanes may wait on one condition: wake them all.
+        if self._lanes:
+            self._not_full.notify_all()
+        else:
+            self._not_full.notify()
 
     def close(self) -> None:
         """Producer side: no more items. The consumer drains, then sees ChannelClosed."""
@@ -174,8 +212,7 @@ class Channel:
                     return None
                 self._not_empty.wait(remaining)
             item = self._items.popleft()
-            self._gets += 1
-            self._not_full.notify()
+            self._taken(item)
             return item
 
     def get_batch(self, max_items: int, max_wait_s: float, timeout_s: float) -> list[Item]:
@@ -203,9 +240,9 @@ class Channel:
                 if self._items:
                     if not isinstance(self._items[0], Packet):
                         break
-                    batch.append(self._items.popleft())
-                    self._gets += 1
-                    self._not_full.notify()
+                    item = self._items.popleft()
+                    batch.append(item)
+                    self._taken(item)
                     continue
                 remaining = deadline - time.monotonic()
                 if self._closed or remaining <= 0:
@@ -218,6 +255,7 @@ class Channel:
         with self._lock:
             self._broken = True
             self._items.clear()
+            self._lane_depth.clear()
             self._not_full.notify_all()
 
     # -- statistics ----------------------------------------------------------------

@@ -26,6 +26,7 @@ class LatencyStats:
         self._next = 0
         self._count = 0
         self._sum_ms = 0.0
+        self._max_ms = float("-inf")
         self._lock = threading.Lock()
 
     def record(self, ms: float) -> None:
@@ -35,6 +36,7 @@ class LatencyStats:
             self._next = (self._next + 1) % len(self._ring)
             self._count += 1
             self._sum_ms += ms
+            self._max_ms = max(self._max_ms, ms)
 
     @property
     def count(self) -> int:
@@ -44,6 +46,37 @@ class LatencyStats:
     def mean_ms(self) -> float:
         """Mean over all samples (NaN when there are none)."""
         return self._sum_ms / self._count if self._count else float("nan")
+
+    @property
+    def max_ms(self) -> float:
+        """Largest sample ever recorded (NaN when there are none)."""
+        return self._max_ms if self._count else float("nan")
+
+    def summary(self) -> dict[str, float | int]:
+        """``{"count", "p50", "p95", "max", "mean"}`` in milliseconds, rounded to 0.01."""
+
+        def r(x: float) -> float:
+            return round(x, 2) if x == x else float("nan")
+
+        return {
+            "count": self.count,
+            "p50": r(self.percentile_ms(50)),
+            "p95": r(self.percentile_ms(95)),
+            "max": r(self.max_ms),
+            "mean": r(self.mean_ms),
+        }
+
+    def recent_ms(self) -> np.ndarray:
+        """The newest samples (up to ``window``) in the order they were recorded, ms.
+
+        Returns:
+            ``(n,) float32`` copy.
+        """
+        with self._lock:
+            n = min(self._count, len(self._ring))
+            if self._count <= len(self._ring):
+                return self._ring[:n].copy()
+            return np.concatenate([self._ring[self._next :], self._ring[: self._next]])
 
     def percentile_ms(self, q: float) -> float:
         """The ``q``-th percentile (0-100) of the newest samples (NaN when empty)."""
@@ -55,16 +88,41 @@ class LatencyStats:
 
 
 class StageStats:
-    """Counters of one stage: packets processed, batches run, latency per packet."""
+    """Counters of one stage: packets processed, batches run, latency per packet, and
+    packets dropped before processing because they were older than their source's
+    ``max_frame_age_ms`` (``stale_drops``, per source id)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.packets = 0
         self.batches = 0
         self.latency = LatencyStats()
+        self.stale_drops: dict[str, int] = {}
 
     def record_batch(self, n_packets: int, elapsed_ms: float) -> None:
         """Record one ``process`` call that handled ``n_packets`` in ``elapsed_ms``."""
         self.packets += n_packets
         self.batches += 1
         self.latency.record(elapsed_ms / max(n_packets, 1))
+
+
+class SourceStats:
+    """Counters of one source over a run.
+
+    Attributes:
+        source_id: The source.
+        frames: Frames read.
+        gaps: Stream gaps (reconnects after lost frames).
+        missing_frames: Frames missing in those gaps.
+        reconnects: Successful reconnects (live sources).
+        latency: End-to-end latency of its frames, capture to the end of the last
+            stage, milliseconds.
+    """
+
+    def __init__(self, source_id: str) -> None:
+        self.source_id = source_id
+        self.frames = 0
+        self.gaps = 0
+        self.missing_frames = 0
+        self.reconnects = 0
+        self.latency = LatencyStats()

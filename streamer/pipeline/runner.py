@@ -21,12 +21,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from streamer.errors import ChannelBroken, ChannelClosed, SourceError, StageError, StreamerError
 from streamer.pipeline.channel import Channel, ChannelStats, OverflowPolicy
-from streamer.pipeline.metrics import LatencyStats, StageStats
+from streamer.pipeline.metrics import LatencyStats, SourceStats, StageStats
 from streamer.pipeline.stage import Source, Stage
 from streamer.types import Event, Packet, StreamEnd, StreamGap, StreamStart
 
@@ -53,6 +53,7 @@ class RunResult:
         errors: One-line errors (stage failures first, then source errors).
         interrupted: True when the run was stopped by Ctrl-C.
         notes: Extra one-line figures for the summary (e.g. tiles per frame).
+        sources: Per-source counters (gaps, reconnects, latency), by source id.
     """
 
     wall_s: float
@@ -64,6 +65,16 @@ class RunResult:
     errors: list[str] = field(default_factory=list)
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
+    sources: dict[str, SourceStats] = field(default_factory=dict)
+
+    @property
+    def stale_drops(self) -> dict[str, int]:
+        """Packets dropped for age, summed over stages, by source id."""
+        total: dict[str, int] = {}
+        for st in self.stage_stats:
+            for sid, n in st.stale_drops.items():
+                total[sid] = total.get(sid, 0) + n
+        return total
 
     @property
     def ok(self) -> bool:
@@ -81,6 +92,10 @@ class Pipeline:
         sources: The sources; each runs in its own thread.
         stages: The stages in order; each runs in its own thread.
         edges: One :class:`EdgeSpec` per stage, for the channel into it.
+        source_buffers: Per-source capacity/policy of the first channel (the capture
+            buffer), by source id; sources not listed share ``edges[0]``.
+        max_frame_age_ms: Per-source freshness budget, by source id: every stage
+            drops (and counts) packets older than this before processing them.
         poll_s: Longest time any blocking call waits before re-checking stop flags.
         error_stop_s: After a stage error, how long the rest may take to drain before
             the hard stop is set, seconds.
@@ -96,6 +111,8 @@ class Pipeline:
         stages: Sequence[Stage],
         edges: Sequence[EdgeSpec] | None = None,
         *,
+        source_buffers: Mapping[str, EdgeSpec] | None = None,
+        max_frame_age_ms: Mapping[str, float] | None = None,
         poll_s: float = 0.1,
         error_stop_s: float = 1.5,
         hard_stop_grace_s: float = 3.0,
@@ -116,11 +133,29 @@ class Pipeline:
         self.sources = list(sources)
         self.stages = list(stages)
         upstream = ["sources", *names]
+        buffers = dict(source_buffers or {})
+        unknown = sorted(set(buffers) - set(ids))
+        if unknown:
+            raise ValueError(f"source_buffers name unknown sources {unknown}")
+        lanes = None
+        if buffers:
+            lanes = {
+                sid: (
+                    (buffers[sid].capacity, buffers[sid].policy)
+                    if sid in buffers
+                    else (edges[0].capacity, edges[0].policy)
+                )
+                for sid in ids
+            }
         self.channels = [
-            Channel(f"{upstream[i]} -> {names[i]}", e.capacity, e.policy)
+            Channel(f"{upstream[i]} -> {names[i]}", e.capacity, e.policy, lanes if i == 0 else None)
             for i, e in enumerate(edges)
         ]
         self.stage_stats = [StageStats(n) for n in names]
+        self.source_stats = {sid: SourceStats(sid) for sid in ids}
+        self.max_frame_age_ns = {
+            sid: int(ms * 1e6) for sid, ms in (max_frame_age_ms or {}).items() if ms > 0
+        }
         self.latency_ms = LatencyStats()
         self.poll_s = poll_s
         self.error_stop_s = error_stop_s
@@ -226,6 +261,7 @@ class Pipeline:
             latency_ms=self.latency_ms,
             errors=errors,
             interrupted=interrupted,
+            sources=self.source_stats,
         )
 
     # -- threads -------------------------------------------------------------------
@@ -244,7 +280,11 @@ class Pipeline:
     def _source_loop(self, src: Source) -> None:
         out = self.channels[0]
         sid = src.source_id
+        stats = self.source_stats[sid]
         end_error: str | None = None
+        bind_stop = getattr(src, "bind_stop", None)
+        if callable(bind_stop):
+            bind_stop(self._stop_sources)
         try:
             info = src.open()
             self._expected_frames[sid] = info.frame_count
@@ -254,9 +294,12 @@ class Pipeline:
                 if item is None:
                     break
                 if isinstance(item, StreamGap):
+                    stats.gaps += 1
+                    stats.missing_frames += item.missing_frames
                     out.put(item, self._hard_stop)
                     continue
                 self._frames[sid] += 1
+                stats.frames += 1
                 if not out.put(Packet(frame=item), self._hard_stop):
                     break
         except SourceError as e:
@@ -276,6 +319,7 @@ class Pipeline:
             )
             end_error = str(e)
         finally:
+            stats.reconnects = int(getattr(src, "reconnects", 0))
             self._expected_frames.setdefault(sid, None)
             try:
                 src.close()
@@ -311,6 +355,10 @@ class Pipeline:
                         out.put(first, self._hard_stop)
                     continue
                 packets = [p for p in items if isinstance(p, Packet)]
+                if self.max_frame_age_ns:
+                    packets = self._drop_stale(packets, stats)
+                    if not packets:
+                        continue
                 current = packets[0]
                 t0 = time.perf_counter()
                 results = stage.process(packets)
@@ -324,7 +372,11 @@ class Pipeline:
                 if is_last:
                     now_ns = time.monotonic_ns()
                     for p in results:
-                        self.latency_ms.record((now_ns - p.frame.capture_ns) / 1e6)
+                        ms = (now_ns - p.frame.capture_ns) / 1e6
+                        self.latency_ms.record(ms)
+                        src_stats = self.source_stats.get(p.source_id)
+                        if src_stats is not None:
+                            src_stats.latency.record(ms)
                     self._packets_out += len(results)
                 current = None
         except ChannelBroken:
@@ -344,6 +396,18 @@ class Pipeline:
                 out.close()
             if self._hard_stop.is_set():
                 inp.break_()
+
+    def _drop_stale(self, packets: list[Packet], stats: StageStats) -> list[Packet]:
+        """Drop packets older than their source's budget; count them per source."""
+        now_ns = time.monotonic_ns()
+        fresh: list[Packet] = []
+        for p in packets:
+            budget = self.max_frame_age_ns.get(p.source_id)
+            if budget is not None and now_ns - p.frame.capture_ns > budget:
+                stats.stale_drops[p.source_id] = stats.stale_drops.get(p.source_id, 0) + 1
+            else:
+                fresh.append(p)
+        return fresh
 
     @staticmethod
     def _stage_error(

@@ -3,7 +3,8 @@
 * :class:`PreprocessStage` letterboxes each frame into the model input tensor.
 * :class:`DetectStage` runs inference on a batch of tensors and decodes the outputs.
 * :class:`TrackStage` keeps one tracker per source (created on the source's
-  :class:`~streamer.types.StreamStart` with its fps) and coasts over stream gaps.
+  :class:`~streamer.types.StreamStart` with its fps) and coasts over stream gaps and
+  over frames dropped for freshness (holes in ``seq``).
 * :class:`SinkStage` hands packets to one sink and forwards them.
 """
 
@@ -108,6 +109,7 @@ class TrackStage(BaseStage):
         self.name = name
         self._trackers: dict[str, Tracker] = {}
         self._pending_gap: dict[str, int] = {}
+        self._last_seq: dict[str, int] = {}
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, StreamStart):
@@ -120,6 +122,7 @@ class TrackStage(BaseStage):
         elif isinstance(event, StreamEnd):
             self._trackers.pop(event.source_id, None)
             self._pending_gap.pop(event.source_id, None)
+            self._last_seq.pop(event.source_id, None)
 
     def process(self, packets: list[Packet]) -> list[Packet]:
         for p in packets:
@@ -129,8 +132,13 @@ class TrackStage(BaseStage):
             dets = p.detections
             if dets is None:
                 raise RuntimeError("packet reached tracking without detections")
-            elapsed = 1 + self._pending_gap.get(p.source_id, 0)
+            # Frames dropped upstream (freshness) leave holes in ``seq``; gap events
+            # announce frames the source never delivered (and it skips their seq).
+            last = self._last_seq.get(p.source_id)
+            by_seq = p.seq - last if last is not None else 1
+            elapsed = max(1, by_seq, 1 + self._pending_gap.get(p.source_id, 0))
             self._pending_gap[p.source_id] = 0
+            self._last_seq[p.source_id] = p.seq
             out = tracker.update(dets.xyxy, dets.confidence, dets.class_id, frames_elapsed=elapsed)
             p.tracks = Tracks(out.xyxy, out.confidence, out.class_id, out.track_id, out.det_index)
         return packets
