@@ -90,7 +90,8 @@ class LatencyStats:
 class StageStats:
     """Counters of one stage: packets processed, batches run, latency per packet, and
     packets dropped before processing because they were older than their source's
-    ``max_frame_age_ms`` (``stale_drops``, per source id)."""
+    ``max_frame_age_ms`` (``stale_drops``, per source id), and batches that mixed
+    frames of several sources (``cross_source_batches``)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -98,6 +99,7 @@ class StageStats:
         self.batches = 0
         self.latency = LatencyStats()
         self.stale_drops: dict[str, int] = {}
+        self.cross_source_batches = 0
 
     def record_batch(self, n_packets: int, elapsed_ms: float) -> None:
         """Record one ``process`` call that handled ``n_packets`` in ``elapsed_ms``."""

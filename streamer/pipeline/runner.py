@@ -364,6 +364,8 @@ class Pipeline:
                 results = stage.process(packets)
                 elapsed_ms = (time.perf_counter() - t0) * 1000.0
                 stats.record_batch(len(packets), elapsed_ms)
+                if len(packets) > 1 and any(p.source_id != current.source_id for p in packets):
+                    stats.cross_source_batches += 1
                 per_packet_ms = elapsed_ms / len(packets)
                 for p in results:
                     p.stage_ms[stage.name] = per_packet_ms

@@ -395,3 +395,51 @@ def test_max_frame_age_drops_stale_frames_and_the_tracker_coasts(tmp_path: Path)
     seqs = [r["seq"] for r in _records(tmp_path / "cam.jsonl")]
     assert seqs == sorted(seqs) and len(seqs) == result.packets_out
     assert max(np.diff(seqs)) > 1  # holes in seq: the tracker steps over them
+
+
+def test_many_sources_batch_across_streams_and_end_independently(tmp_path: Path) -> None:
+    """Two cameras and a file in one pipeline: detection batches frames of different
+    sources together (``max_batch``/``max_wait_ms``), each source gets its own tracker
+    and output, a camera whose server dies (reconnect off) fails alone, the file
+    ending early stops nothing, and the run ends when every source has ended."""
+    video = require_data(PETS09)
+    a = RtspServer("--fps", "25").start()
+    b = RtspServer("--fps", "25", "--pattern", "smpte").start()
+    try:
+        cfg = _config(
+            [
+                {"type": "rtsp", "id": "a", "url": a.url, "max_frames": 150},
+                {"type": "rtsp", "id": "b", "url": b.url, "reconnect": None},
+                {"type": "video_file", "id": "file", "path": str(video), "max_frames": 30},
+            ],
+            tmp_path,
+            max_batch=3,
+            max_wait_ms=20,
+        )
+
+        def kill_b(pipe: Any) -> None:
+            deadline = time.monotonic() + 20
+            while pipe.source_stats["b"].frames < 40 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            b.kill()
+
+        t0 = time.monotonic()
+        result = _run(cfg, tmp_path, during=kill_b)
+        elapsed_s = time.monotonic() - t0
+    finally:
+        a.kill()
+        b.kill()
+    assert elapsed_s < 30
+    assert len(result.errors) == 1 and "source 'b'" in result.errors[0], result.errors
+    assert result.frames["a"] == 150 and result.frames["file"] == 30
+    assert result.frames["b"] >= 40
+    detect = next(s for s in result.stage_stats if s.name == "detect")
+    assert detect.cross_source_batches > 0 and detect.batches < detect.packets
+    drops = result.channel_stats[0].drops
+    assert drops.get("file", 0) == 0  # the file stays lossless beside dropping cameras
+    for sid in ("a", "b", "file"):
+        recs = _records(tmp_path / f"{sid}.jsonl")
+        assert len(recs) == result.frames[sid] - drops.get(sid, 0)
+        assert {r["source_id"] for r in recs} == {sid}
+    ids_file = {t["track_id"] for r in _records(tmp_path / "file.jsonl") for t in r["tracks"]}
+    assert ids_file and min(ids_file) == 1  # its own tracker: ids start at 1
