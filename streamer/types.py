@@ -224,6 +224,10 @@ class Packet:
             :class:`streamer.preprocess.letterbox.Letterbox`), or None.
         detections: Detector output in original-frame pixels, or None before detection.
         tracks: Tracker output, or None before tracking.
+        analytics: Line-crossing counts and zone occupancy/dwell of this frame, a
+            JSON-ready dict ``{"lines": {name: {...}}, "zones": {name: {...}}}`` made by
+            the analytics stage (layout in :mod:`streamer.analytics.zones`), or None
+            when the pipeline has no analytics stage for this source.
         stage_ms: Wall time each stage spent on this packet, milliseconds, by stage name.
     """
 
@@ -232,6 +236,7 @@ class Packet:
     letterbox: Any = None
     detections: Detections | None = None
     tracks: Tracks | None = None
+    analytics: dict[str, Any] | None = None
     stage_ms: dict[str, float] = field(default_factory=dict)
 
     @property

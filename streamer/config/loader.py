@@ -127,7 +127,9 @@ def apply_presets(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         return raw
     merged = []
     for i, st in enumerate(stages):
-        if not isinstance(st, dict) or "preset" not in st:
+        # Only detect and track stages have preset files; on other stages ``preset`` is
+        # their own field (the x264 preset of ``annotated_video``).
+        if not isinstance(st, dict) or "preset" not in st or st.get("type") not in _PRESET_DIRS:
             merged.append(st)
             continue
         preset = st["preset"]
@@ -138,12 +140,7 @@ def apply_presets(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
             p = Path(preset)
             preset_path = p if p.is_absolute() else base_dir / p
         else:
-            kind = _PRESET_DIRS.get(str(st.get("type")))
-            if kind is None:
-                raise ConfigError(
-                    f"{loc}: stage type {st.get('type')!r} has no presets "
-                    f"(presets exist for: {sorted(_PRESET_DIRS)})"
-                )
+            kind = _PRESET_DIRS[str(st.get("type"))]
             configs = find_configs_dir(base_dir)
             preset_path = (configs or base_dir / "configs") / kind / f"{preset}.yaml"
             if not preset_path.exists():
@@ -202,6 +199,7 @@ _TAGS = {
     "ocsort",
     "detect",
     "track",
+    "analytics",
     "annotated_video",
     "jsonl",
     "mot",

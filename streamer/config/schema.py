@@ -327,6 +327,96 @@ class TrackStageConfig(StrictModel):
     queue: QueueConfig | None = None
 
 
+AnchorName = Literal[
+    "center",
+    "center_left",
+    "center_right",
+    "top_center",
+    "top_left",
+    "top_right",
+    "bottom_center",
+    "bottom_left",
+    "bottom_right",
+]
+
+
+def _bottom_center() -> list[AnchorName]:
+    return ["bottom_center"]
+
+
+class LineConfig(StrictModel):
+    """A counting line (supervision ``LineZone``).
+
+    Attributes:
+        name: Name of the line in records and on the video.
+        start_px: Start point ``[x, y]``, frame pixels.
+        end_px: End point ``[x, y]``, frame pixels. Looking from start to end, a track
+            crossing from right to left counts as "in", left to right as "out".
+        triggering_anchors: Box points that must all change side for a crossing.
+        minimum_crossing_threshold: Frames a track must stay on the new side, >= 1.
+        classes: Class names or ids counted (null: every class).
+    """
+
+    name: str = Field(pattern=NAME_PATTERN)
+    start_px: tuple[float, float]
+    end_px: tuple[float, float]
+    triggering_anchors: list[AnchorName] = Field(default_factory=_bottom_center, min_length=1)
+    minimum_crossing_threshold: int = Field(1, ge=1, le=1000)
+    classes: list[str | int] | None = None
+
+    @model_validator(mode="after")
+    def _not_a_point(self) -> LineConfig:
+        if tuple(self.start_px) == tuple(self.end_px):
+            raise ValueError(f"line {self.name!r}: start_px and end_px are the same point")
+        return self
+
+
+class ZoneConfig(StrictModel):
+    """A polygon zone (supervision ``PolygonZone``): occupancy and dwell per track.
+
+    Attributes:
+        name: Name of the zone in records and on the video.
+        polygon_px: Vertices ``[[x, y], ...]``, frame pixels, at least 3.
+        triggering_anchors: Box points that must all be inside to count as inside.
+        classes: Class names or ids counted (null: every class).
+        exit_grace_s: A track counts as gone after being outside this long, seconds.
+    """
+
+    name: str = Field(pattern=NAME_PATTERN)
+    polygon_px: list[tuple[float, float]] = Field(min_length=3)
+    triggering_anchors: list[AnchorName] = Field(default_factory=_bottom_center, min_length=1)
+    classes: list[str | int] | None = None
+    exit_grace_s: float = Field(0.5, ge=0.0, le=3600.0)
+
+
+class AnalyticsStageConfig(StrictModel):
+    """Line-crossing counts and zone occupancy/dwell on the tracks (after ``track``).
+
+    Attributes:
+        sources: Source ids the lines and zones apply to (null: every source).
+        lines: Counting lines.
+        zones: Polygon zones.
+    """
+
+    type: Literal["analytics"]
+    name: str = Field("analytics", pattern=NAME_PATTERN)
+    sources: list[str] | None = None
+    lines: list[LineConfig] = Field(default_factory=list)
+    zones: list[ZoneConfig] = Field(default_factory=list)
+    queue: QueueConfig | None = None
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> AnalyticsStageConfig:
+        if not self.lines and not self.zones:
+            raise ValueError("an analytics stage needs at least one line or zone")
+        for kind, items in (("line", self.lines), ("zone", self.zones)):
+            names = [i.name for i in items]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{kind} names must be unique, repeated: {dupes}")
+        return self
+
+
 class AnnotatedVideoSinkConfig(StrictModel):
     """H.264 MP4 (libx264, yuv420p) with boxes, labels and motion trails drawn."""
 
@@ -362,6 +452,7 @@ class MotSinkConfig(StrictModel):
 StageConfig = Annotated[
     DetectStageConfig
     | TrackStageConfig
+    | AnalyticsStageConfig
     | AnnotatedVideoSinkConfig
     | JsonlSinkConfig
     | MotSinkConfig,
@@ -408,6 +499,20 @@ class PipelineConfig(StrictModel):
             raise ValueError("at most one 'track' stage")
         if "track" in kinds and kinds.index("track") != 1:
             raise ValueError("the 'track' stage must come right after 'detect'")
+        for i, st in enumerate(self.stages):
+            if st.type != "analytics":
+                continue
+            if "track" not in kinds:
+                raise ValueError(f"stages[{i}]: an 'analytics' stage needs a 'track' stage")
+            if i != kinds.index("track") + 1 and any(
+                k in SINK_TYPES for k in kinds[kinds.index("track") + 1 : i]
+            ):
+                raise ValueError(f"stages[{i}]: 'analytics' must come before the sinks")
+            unknown = sorted(set(st.sources or ()) - set(ids))
+            if unknown:
+                raise ValueError(
+                    f"stages[{i}].sources: unknown source ids {unknown} (known: {ids})"
+                )
         if len(self.sources) > 1:
             det = self.stages[0]
             if det.type == "detect" and det.slicing is not None and det.slicing.adaptive:

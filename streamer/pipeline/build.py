@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamer.analytics.zones import AnalyticsSpec, LineSpec, ZoneSpec
 from streamer.config.schema import (
+    AnalyticsStageConfig,
     AnnotatedVideoSinkConfig,
     DetectStageConfig,
     JsonlSinkConfig,
@@ -27,6 +29,7 @@ from streamer.errors import ConfigError
 from streamer.pipeline.runner import EdgeSpec, Pipeline
 from streamer.pipeline.stage import Source, Stage
 from streamer.pipeline.stages import (
+    AnalyticsStage,
     DetectStage,
     PreprocessStage,
     SinkStage,
@@ -201,14 +204,64 @@ def make_source(cfg: SourceConfig) -> Source:
     )
 
 
+def make_analytics_specs(cfg: PipelineConfig) -> dict[str, AnalyticsSpec] | None:
+    """The line/zone geometry of the pipeline's ``analytics`` stage, by source id.
+
+    Returns:
+        ``{source_id: spec}`` for the sources the stage applies to, or None when the
+        pipeline has no analytics stage.
+
+    Raises:
+        ConfigError: a line or zone is invalid (named by YAML path).
+    """
+    for index, st in enumerate(cfg.stages):
+        if not isinstance(st, AnalyticsStageConfig):
+            continue
+        try:
+            spec = AnalyticsSpec(
+                lines=tuple(
+                    LineSpec(
+                        name=ln.name,
+                        start_px=ln.start_px,
+                        end_px=ln.end_px,
+                        triggering_anchors=tuple(ln.triggering_anchors),  # type: ignore[arg-type]
+                        minimum_crossing_threshold=ln.minimum_crossing_threshold,
+                        classes=tuple(ln.classes) if ln.classes is not None else None,
+                    )
+                    for ln in st.lines
+                ),
+                zones=tuple(
+                    ZoneSpec(
+                        name=z.name,
+                        polygon_px=tuple(z.polygon_px),
+                        triggering_anchors=tuple(z.triggering_anchors),  # type: ignore[arg-type]
+                        classes=tuple(z.classes) if z.classes is not None else None,
+                        exit_grace_s=z.exit_grace_s,
+                    )
+                    for z in st.zones
+                ),
+            )
+        except ValueError as e:
+            raise ConfigError(f"stages[{index}]: {e}") from None
+        ids = st.sources if st.sources is not None else [s.id for s in cfg.sources]
+        return {sid: spec for sid in ids}
+    return None
+
+
 def make_sink(
-    cfg: AnnotatedVideoSinkConfig | JsonlSinkConfig | MotSinkConfig, run_dir: Path
+    cfg: AnnotatedVideoSinkConfig | JsonlSinkConfig | MotSinkConfig,
+    run_dir: Path,
+    analytics: dict[str, AnalyticsSpec] | None = None,
 ) -> Sink:
-    """Build one sink writing under ``run_dir``."""
+    """Build one sink writing under ``run_dir`` (the video sink draws ``analytics``)."""
     path = str(run_dir / cfg.path)
     if isinstance(cfg, AnnotatedVideoSinkConfig):
         return AnnotatedVideoSink(
-            path, crf=cfg.crf, preset=cfg.preset, trace_length_s=cfg.trace_length_s
+            path,
+            crf=cfg.crf,
+            preset=cfg.preset,
+            trace_length_s=cfg.trace_length_s,
+            analytics=analytics,
         )
     if isinstance(cfg, JsonlSinkConfig):
         return JsonlTracksSink(path)
@@ -250,13 +303,20 @@ def build_pipeline(cfg: PipelineConfig, run_dir: Path) -> BuiltPipeline:
         _edge(detect_cfg.queue, cfg.queue),
         _edge(detect_cfg.queue, cfg.queue, min_capacity=detect_cfg.max_batch),
     ]
-    for st in cfg.stages[1:]:
+    analytics = make_analytics_specs(cfg)
+    for index, st in enumerate(cfg.stages[1:], start=1):
         if isinstance(st, TrackStageConfig):
             stages.append(TrackStage(make_tracker_factory(st), name=st.name))
+        elif isinstance(st, AnalyticsStageConfig):
+            try:
+                stages.append(AnalyticsStage(analytics or {}, detector.class_names, name=st.name))
+            except ValueError as e:
+                raise ConfigError(f"stages[{index}]: {e}") from None
         elif isinstance(st, DetectStageConfig):  # pragma: no cover - schema forbids it
             raise ConfigError("only one detect stage is supported")
         else:
-            stages.append(SinkStage(make_sink(st, run_dir), detector.class_names, name=st.name))
+            sink = make_sink(st, run_dir, analytics)
+            stages.append(SinkStage(sink, detector.class_names, name=st.name))
         edges.append(_edge(st.queue, cfg.queue))
     buffers = {s.id: _edge(s.buffer, cfg.queue) for s in cfg.sources if s.buffer is not None}
     ages = {s.id: s.max_frame_age_ms for s in cfg.sources if s.max_frame_age_ms is not None}

@@ -5,6 +5,9 @@
 * :class:`TrackStage` keeps one tracker per source (created on the source's
   :class:`~streamer.types.StreamStart` with its fps) and coasts over stream gaps and
   over frames dropped for freshness (holes in ``seq``).
+* :class:`AnalyticsStage` keeps one line/zone analytics state per source (created on
+  its :class:`~streamer.types.StreamStart`, dropped on its
+  :class:`~streamer.types.StreamEnd`) and fills ``packet.analytics``.
 * :class:`SinkStage` hands packets to one sink and forwards them.
 """
 
@@ -15,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from streamer.analytics.zones import AnalyticsSpec, AnalyticsSpecs, SceneAnalytics, spec_for
 from streamer.pipeline.stage import BaseStage
 from streamer.sinks.base import Sink
 from streamer.types import Detections, Event, Packet, StreamEnd, StreamGap, StreamStart, Tracks
@@ -141,6 +145,64 @@ class TrackStage(BaseStage):
             self._last_seq[p.source_id] = p.seq
             out = tracker.update(dets.xyxy, dets.confidence, dets.class_id, frames_elapsed=elapsed)
             p.tracks = Tracks(out.xyxy, out.confidence, out.class_id, out.track_id, out.det_index)
+        return packets
+
+
+class AnalyticsStage(BaseStage):
+    """Line-crossing counts and zone occupancy/dwell per source; fills ``packet.analytics``.
+
+    A thin adapter around :class:`~streamer.analytics.zones.SceneAnalytics`: one per
+    source, created on the source's :class:`~streamer.types.StreamStart` (so a
+    restarted source starts from zero counts) and dropped on its
+    :class:`~streamer.types.StreamEnd`. Gaps need no handling: dwell times come from
+    ``pts_ns``, and line state survives missing frames.
+
+    Args:
+        specs: Lines and zones in frame pixels: one
+            :class:`~streamer.analytics.zones.AnalyticsSpec` for every source, or a
+            mapping ``source_id -> spec``; packets of sources without a spec pass
+            through unchanged (``analytics`` stays None).
+        class_names: Class names of the detector (per-class counts, class filters).
+        name: Stage name.
+
+    Raises:
+        ValueError: a line or zone names a class the detector does not have (checked
+            here, at build time, not at the first frame).
+        RuntimeError: (from ``process``) a packet without tracks, or of a source that
+            has a spec but sent no StreamStart.
+    """
+
+    def __init__(
+        self, specs: AnalyticsSpecs, class_names: Sequence[str], name: str = "analytics"
+    ) -> None:
+        self.specs = specs
+        self.class_names = tuple(class_names)
+        self.name = name
+        self._states: dict[str, SceneAnalytics] = {}
+        all_specs = [specs] if isinstance(specs, AnalyticsSpec) else list(specs.values())
+        for spec in all_specs:
+            SceneAnalytics(spec, self.class_names)  # fail now on an unknown class
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, StreamStart):
+            spec = spec_for(self.specs, event.source_id)
+            if spec is not None:
+                self._states[event.source_id] = SceneAnalytics(spec, self.class_names)
+        elif isinstance(event, StreamEnd):
+            self._states.pop(event.source_id, None)
+
+    def process(self, packets: list[Packet]) -> list[Packet]:
+        for p in packets:
+            state = self._states.get(p.source_id)
+            if state is None:
+                if spec_for(self.specs, p.source_id) is None:
+                    continue
+                raise RuntimeError(
+                    f"no analytics state for source '{p.source_id}' (missing StreamStart)"
+                )
+            if p.tracks is None:
+                raise RuntimeError("packet reached analytics without tracks (add a track stage)")
+            p.analytics = state.update(p.tracks, p.frame.pts_ns)
         return packets
 
 

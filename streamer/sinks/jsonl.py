@@ -11,6 +11,11 @@ A packet without tracks (a detector-only pipeline) carries ``"detections"``
 instead of ``"tracks"``, with the same fields minus ``track_id``; a packet with
 neither carries ``"detections": []``. A frame with zero tracks still gets its
 record (``"tracks": []``), so a reader sees every frame.
+
+A packet that went through an analytics stage also carries ``"analytics"``, the
+last key: line counts and zone occupancy/dwell of that frame, as made by
+:class:`~streamer.analytics.zones.SceneAnalytics`, e.g.
+``"analytics": {"lines": {"exit": {"in": 0, "out": 2, ...}}, "zones": {...}}``.
 """
 
 from __future__ import annotations
@@ -114,6 +119,8 @@ def packet_to_record(packet: Packet, class_names: Sequence[str]) -> dict[str, An
         record["detections"] = rows_to_records(
             dets.xyxy, dets.confidence, dets.class_id, class_names
         )
+    if packet.analytics is not None:
+        record["analytics"] = packet.analytics
     return record
 
 

@@ -19,6 +19,13 @@ presentation time is ``seq - first_seq`` of its source, so frames dropped upstre
 duration is ``(last_seq - first_seq + 1) / fps``. B-frames are disabled (``bf=0``):
 with an ``empty_moov`` there is no edit list, and B-frames would shift the first
 frame to 2/fps; it also shortens the encoder delay, at about +5 % file size.
+
+Analytics: given the line/zone geometry (``analytics=``, the same
+:class:`~streamer.analytics.zones.AnalyticsSpec` the analytics stage gets), a packet
+with ``packet.analytics`` has its lines drawn with ``"name in N out M"`` and its
+zones with ``"name: count"``, under the boxes. The geometry is static
+configuration, so it is handed to the sink once rather than repeated in every
+packet (and every JSON-lines record); the packet carries only the numbers.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
 import av
 import cv2
@@ -44,6 +51,9 @@ from streamer.sinks.supervision_adapter import (
     tracks_to_supervision,
 )
 from streamer.types import ImageBGR, Packet, StreamInfo
+
+if TYPE_CHECKING:  # a runtime import would be circular (analytics uses our adapter)
+    from streamer.analytics.zones import AnalyticsSpec, AnalyticsSpecs
 
 _log = logging.getLogger(__name__)
 _NAME = "video sink"
@@ -62,6 +72,15 @@ X264_PRESETS = (
 )
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 _EMPTY_SV = sv.Detections.empty()
+_LINE_COLOR = sv.Color.YELLOW
+_ZONE_COLOR = sv.Color.from_hex("#00d5ff")  # cyan-blue, apart from the track palette
+
+
+def _spec_for(specs: AnalyticsSpecs | None, source_id: str) -> AnalyticsSpec | None:
+    """The analytics geometry of ``source_id`` (see :func:`streamer.analytics.spec_for`)."""
+    if specs is None or not isinstance(specs, Mapping):
+        return specs
+    return specs.get(source_id)
 
 
 def even_size(width_px: int, height_px: int) -> tuple[int, int]:
@@ -109,6 +128,7 @@ class _VideoOutput:
     class_names: tuple[str, ...]
     trace: sv.TraceAnnotator | None
     trace_length: int
+    analytics: AnalyticsSpec | None = None  # line/zone geometry of this source
     size_wh: tuple[int, int] | None = None  # frame size (before padding) fixed at first write
     first_seq: int | None = None
     last_seq: int | None = None
@@ -157,6 +177,9 @@ class AnnotatedVideoSink:
         box_thickness: Box line thickness, pixels, >= 1.
         codec_options: Extra libx264 options (FFmpeg names, string values) that
             override the defaults, e.g. ``{"tune": "zerolatency"}``.
+        analytics: Line/zone geometry to draw with the counts of ``packet.analytics``:
+            one :class:`~streamer.analytics.zones.AnalyticsSpec` for every source or a
+            mapping ``source_id -> spec``; None draws no analytics.
 
     Raises:
         ValueError: if a parameter is out of its valid range.
@@ -180,6 +203,7 @@ class AnnotatedVideoSink:
         text_scale: float = 0.5,
         box_thickness: int = 2,
         codec_options: Mapping[str, str] | None = None,
+        analytics: AnalyticsSpecs | None = None,
     ) -> None:
         if not 0 <= crf <= 51:
             raise ValueError(f"crf: must be in [0, 51], got {crf}")
@@ -205,6 +229,8 @@ class AnnotatedVideoSink:
         self.threads = int(threads)
         self.box_thickness = int(box_thickness)
         self.codec_options = dict(codec_options or {})
+        self.text_scale = float(text_scale)
+        self.analytics = analytics
         # Box and label annotators are stateless: shared by all sources.
         track_lookup = sv.ColorLookup.TRACK
         class_lookup = sv.ColorLookup.CLASS
@@ -297,6 +323,7 @@ class AnnotatedVideoSink:
             class_names=tuple(class_names),
             trace=trace,
             trace_length=trace_length,
+            analytics=_spec_for(self.analytics, info.source_id),
         )
 
     def write(self, packet: Packet) -> None:
@@ -376,7 +403,9 @@ class AnnotatedVideoSink:
         return pad_to_even(image)
 
     def _annotate(self, out: _VideoOutput, canvas: ImageBGR, packet: Packet) -> None:
-        """Draw the packet's tracks (or detections) on ``canvas`` in place."""
+        """Draw the packet's analytics, then its tracks (or detections) on ``canvas`` in place."""
+        if out.analytics is not None and packet.analytics is not None:
+            self._draw_analytics(canvas, out.analytics, packet.analytics)
         if out.trace is not None and out.last_seq is not None:
             # Frames missing upstream still age the trails (no points are invented).
             for _ in range(min(packet.seq - out.last_seq - 1, out.trace_length)):
@@ -396,6 +425,45 @@ class AnnotatedVideoSink:
             self._det_box.annotate(canvas, det)
             if self.draw_labels:
                 self._det_label.annotate(canvas, det, labels=self._labels(det))
+
+    def _draw_analytics(
+        self, canvas: ImageBGR, spec: AnalyticsSpec, analytics: Mapping[str, Any]
+    ) -> None:
+        """Draw lines with ``"name in N out M"`` and zones with ``"name: count"`` in place.
+
+        Only lines and zones present in ``analytics`` are drawn (with supervision's
+        ``draw_line`` / ``draw_polygon`` / ``draw_text``).
+        """
+        lines: Mapping[str, Any] = analytics.get("lines") or {}
+        for line in spec.lines:
+            state = lines.get(line.name)
+            if state is None:
+                continue
+            start, end = sv.Point(*line.start_px), sv.Point(*line.end_px)
+            sv.draw_line(canvas, start, end, color=_LINE_COLOR, thickness=self.box_thickness)
+            sv.draw_text(
+                canvas,
+                f"{line.name} in {state['in']} out {state['out']}",
+                text_anchor=sv.Point((start.x + end.x) / 2, (start.y + end.y) / 2),
+                text_color=sv.Color.BLACK,
+                text_scale=self.text_scale,
+                background_color=_LINE_COLOR,
+            )
+        zones: Mapping[str, Any] = analytics.get("zones") or {}
+        for zone in spec.zones:
+            state = zones.get(zone.name)
+            if state is None:
+                continue
+            polygon = np.rint(np.array(zone.polygon_px, dtype=np.float64)).astype(np.int_)
+            sv.draw_polygon(canvas, polygon, color=_ZONE_COLOR, thickness=self.box_thickness)
+            sv.draw_text(
+                canvas,
+                f"{zone.name}: {state['count']}",
+                text_anchor=sv.get_polygon_center(polygon),
+                text_color=sv.Color.BLACK,
+                text_scale=self.text_scale,
+                background_color=_ZONE_COLOR,
+            )
 
     def _labels(self, det: sv.Detections) -> list[str]:
         """Return ``"class_name confidence #track_id"`` labels (parts as configured)."""
