@@ -194,6 +194,8 @@ def validation_message(
 _TAGS = {
     "video_file",
     "rtsp",
+    "camera",
+    "gstreamer",
     "bytetrack",
     "sort",
     "ocsort",
@@ -203,6 +205,8 @@ _TAGS = {
     "annotated_video",
     "jsonl",
     "mot",
+    "zeromq",
+    "mqtt",
 }
 
 

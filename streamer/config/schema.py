@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -127,7 +127,91 @@ class RtspSourceConfig(StrictModel):
     max_frame_age_ms: float | None = Field(None, gt=0.0)
 
 
-SourceConfig = Annotated[VideoFileSourceConfig | RtspSourceConfig, Field(discriminator="type")]
+class CameraSourceConfig(StrictModel):
+    """A V4L2 (USB) camera read with OpenCV.
+
+    Attributes:
+        device: ``/dev/videoN`` (or a ``/dev/v4l/by-id/...`` path) or an index.
+        width_px: Requested width (null: the driver's default); what the driver
+            accepts is logged when it differs.
+        height_px: Requested height.
+        fps: Requested frame rate.
+        fourcc: Pixel format, 4 characters (``MJPG``, ``YUYV``, ...).
+        read_timeout_s: A camera silent for this long is an error, seconds.
+        buffer_size: Driver buffers (1: freshest frames).
+        buffer: Capture buffer (live default: newest 2 frames, ``drop_oldest``).
+        max_frame_age_ms: Freshness budget, ms.
+        max_frames: Stop after this many frames.
+    """
+
+    type: Literal["camera"]
+    id: str = Field("camera", pattern=NAME_PATTERN)
+    device: str | int = 0
+    width_px: int | None = Field(None, gt=0)
+    height_px: int | None = Field(None, gt=0)
+    fps: float | None = Field(None, gt=0.0)
+    fourcc: str | None = Field(None, min_length=4, max_length=4)
+    read_timeout_s: float = Field(2.0, gt=0.0, le=300.0)
+    buffer_size: int = Field(1, ge=1, le=10)
+    buffer: QueueConfig = Field(default_factory=_live_buffer)
+    max_frame_age_ms: float | None = Field(None, gt=0.0)
+    max_frames: int | None = Field(None, ge=1)
+
+
+GStreamerPreset = Literal[
+    "jetson_csi", "jetson_rtsp", "jetson_file", "desktop_rtsp", "desktop_file"
+]
+
+
+class GStreamerSourceConfig(StrictModel):
+    """A GStreamer pipeline read through OpenCV (needs an OpenCV built with GStreamer).
+
+    Attributes:
+        pipeline: A pipeline string ending in ``appsink`` (or use ``preset``).
+        preset: ``jetson_csi``, ``jetson_rtsp``, ``jetson_file``, ``desktop_rtsp`` or
+            ``desktop_file`` (see README, "Live sources").
+        preset_args: The preset's arguments (e.g. ``{url: ..., codec: h265}``).
+        read_timeout_s: A silent pipeline is an error after this, seconds.
+        live: Treat as live (default: the preset's kind; true for a custom pipeline).
+        fps: Rate to assume when the stream states none.
+        buffer: Capture buffer (default: newest 2 frames, ``drop_oldest``; use
+            ``{policy: block}`` for files).
+        max_frame_age_ms: Freshness budget, ms.
+        max_frames: Stop after this many frames.
+    """
+
+    type: Literal["gstreamer"]
+    id: str = Field("gstreamer", pattern=NAME_PATTERN)
+    pipeline: str | None = None
+    preset: GStreamerPreset | None = None
+    preset_args: dict[str, Any] = Field(default_factory=dict)
+    read_timeout_s: float = Field(5.0, gt=0.0, le=300.0)
+    live: bool | None = None
+    fps: float = Field(25.0, gt=0.0)
+    buffer: QueueConfig = Field(default_factory=_live_buffer)
+    max_frame_age_ms: float | None = Field(None, gt=0.0)
+    max_frames: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _pipeline_or_preset(self) -> GStreamerSourceConfig:
+        if (self.pipeline is None) == (self.preset is None):
+            raise ValueError("give exactly one of 'pipeline' or 'preset'")
+        if self.pipeline is not None:
+            if "appsink" not in self.pipeline:
+                raise ValueError("pipeline must end in an appsink (OpenCV reads from it)")
+            if self.preset_args:
+                raise ValueError("preset_args needs a preset")
+        else:
+            from streamer.sources.gstreamer import build_preset
+
+            build_preset(self.preset or "", self.preset_args)  # ValueError names the arg
+        return self
+
+
+SourceConfig = Annotated[
+    VideoFileSourceConfig | RtspSourceConfig | CameraSourceConfig | GStreamerSourceConfig,
+    Field(discriminator="type"),
+]
 
 
 # -- stages --------------------------------------------------------------------------
@@ -449,16 +533,117 @@ class MotSinkConfig(StrictModel):
     queue: QueueConfig | None = None
 
 
+class CurveConfig(StrictModel):
+    """CURVE security of a ZeroMQ sink (key files made by ``zmq.auth.create_certificates``).
+
+    Attributes:
+        secret_key_path: This end's ``*.key_secret`` file.
+        authorized_keys_dir: When binding: folder of the allowed clients' ``*.key`` files.
+        server_public_key_path: When connecting: the server's ``*.key`` file.
+    """
+
+    secret_key_path: Path
+    authorized_keys_dir: Path | None = None
+    server_public_key_path: Path | None = None
+
+
+class ZeroMqSinkConfig(StrictModel):
+    """Per-frame messages over ZeroMQ (schema ``streamer.frame/1``, see README).
+
+    Attributes:
+        endpoint: ``tcp://127.0.0.1:5555`` (localhost by default).
+        mode: ``pub`` (topic per source; drops at the high-water mark are counted) or
+            ``push`` (waits up to ``send_timeout_ms`` for a consumer that must not lose
+            messages).
+        bind: Bind the endpoint (true) or connect to a SUB/PULL that binds (false).
+        topic_prefix: Topic = prefix + source id (``pub``).
+        format: ``json`` or ``msgpack``.
+        send_hwm: Messages queued per peer before drops (``pub``) or waits (``push``).
+        send_timeout_ms: Longest wait of a ``push`` send, ms.
+        linger_ms: How long ``close`` may flush queued messages, ms.
+        curve: Optional CURVE authentication and encryption.
+    """
+
+    type: Literal["zeromq"]
+    name: str = Field("zeromq", pattern=NAME_PATTERN)
+    endpoint: str = "tcp://127.0.0.1:5555"
+    mode: Literal["pub", "push"] = "pub"
+    bind: bool = True
+    topic_prefix: str = ""
+    format: Literal["json", "msgpack"] = "json"
+    send_hwm: int = Field(1000, ge=1, le=10_000_000)
+    send_timeout_ms: int = Field(100, ge=0, le=60_000)
+    linger_ms: int = Field(1000, ge=0, le=60_000)
+    curve: CurveConfig | None = None
+    queue: QueueConfig | None = None
+
+
+class MqttSinkConfig(StrictModel):
+    """Per-frame summaries and stream events to an MQTT broker (paho-mqtt).
+
+    Topics: ``{topic_prefix}/{source_id}/frames`` and ``.../events``.
+
+    Attributes:
+        host: Broker host.
+        port: Broker port.
+        topic_prefix: First topic level(s).
+        qos: 0, 1 or 2. QoS >= 1 messages queue while the broker is down.
+        retain: Broker keeps the last message per topic.
+        client_id: MQTT client id (empty: random).
+        username: User name, or null.
+        password: Password (use ``${env:...}``; never printed).
+        keepalive_s: MQTT keep-alive, seconds.
+        max_queued: Unacknowledged messages kept; beyond this they are dropped (counted).
+        reconnect_min_delay_s: First reconnect delay, seconds.
+        reconnect_max_delay_s: Largest reconnect delay, seconds.
+        connect_wait_s: How long ``open`` waits for the first connection, seconds.
+        flush_timeout_s: How long ``close`` waits for acknowledgements, seconds.
+        format: ``json`` or ``msgpack``.
+    """
+
+    type: Literal["mqtt"]
+    name: str = Field("mqtt", pattern=NAME_PATTERN)
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    topic_prefix: str = "streamer"
+    qos: Literal[0, 1, 2] = 1
+    retain: bool = False
+    client_id: str = ""
+    username: str | None = None
+    password: SecretStr | None = None
+    keepalive_s: int = Field(30, ge=5, le=65535)
+    max_queued: int = Field(1000, ge=1, le=10_000_000)
+    reconnect_min_delay_s: int = Field(1, ge=1, le=3600)
+    reconnect_max_delay_s: int = Field(30, ge=1, le=3600)
+    connect_wait_s: float = Field(1.0, ge=0.0, le=60.0)
+    flush_timeout_s: float = Field(5.0, ge=0.0, le=600.0)
+    format: Literal["json", "msgpack"] = "json"
+    queue: QueueConfig | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> MqttSinkConfig:
+        if self.reconnect_max_delay_s < self.reconnect_min_delay_s:
+            raise ValueError(
+                f"reconnect_max_delay_s ({self.reconnect_max_delay_s}) must be >= "
+                f"reconnect_min_delay_s ({self.reconnect_min_delay_s})"
+            )
+        if self.password is not None and not self.username:
+            raise ValueError("password needs a username")
+        return self
+
+
 StageConfig = Annotated[
     DetectStageConfig
     | TrackStageConfig
     | AnalyticsStageConfig
     | AnnotatedVideoSinkConfig
     | JsonlSinkConfig
-    | MotSinkConfig,
+    | MotSinkConfig
+    | ZeroMqSinkConfig
+    | MqttSinkConfig,
     Field(discriminator="type"),
 ]
-SINK_TYPES = ("annotated_video", "jsonl", "mot")
+SINK_TYPES = ("annotated_video", "jsonl", "mot", "zeromq", "mqtt")
 
 
 class PipelineConfig(StrictModel):

@@ -6,6 +6,7 @@ Only this module and the CLI read config; components get plain arguments.
 from __future__ import annotations
 
 import datetime as _dt
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +15,18 @@ from streamer.analytics.zones import AnalyticsSpec, LineSpec, ZoneSpec
 from streamer.config.schema import (
     AnalyticsStageConfig,
     AnnotatedVideoSinkConfig,
+    CameraSourceConfig,
     DetectStageConfig,
+    GStreamerSourceConfig,
     JsonlSinkConfig,
     MotSinkConfig,
+    MqttSinkConfig,
     PipelineConfig,
     QueueConfig,
     RtspSourceConfig,
     SourceConfig,
     TrackStageConfig,
+    ZeroMqSinkConfig,
 )
 from streamer.detect.detector import YoloDetector
 from streamer.detect.onnx_backend import OnnxRuntimeBackend
@@ -44,6 +49,7 @@ from streamer.slicing.adaptive import AdaptiveSlicedDetector
 from streamer.slicing.sliced import SlicedDetector
 from streamer.sources.rtsp import Backoff, RtspSource
 from streamer.sources.video_file import VideoFileSource
+from streamer.types import Frame, StreamGap, StreamInfo
 from trackers.types import Tracker
 
 
@@ -199,9 +205,74 @@ def make_source(cfg: SourceConfig) -> Source:
             decode_threads=cfg.decode_threads,
             max_frames=cfg.max_frames,
         )
+    if isinstance(cfg, CameraSourceConfig):
+        from streamer.sources.camera import V4L2CameraSource
+
+        return _limited(
+            V4L2CameraSource(
+                cfg.device,
+                source_id=cfg.id,
+                width_px=cfg.width_px,
+                height_px=cfg.height_px,
+                fps=cfg.fps,
+                fourcc=cfg.fourcc,
+                read_timeout_s=cfg.read_timeout_s,
+                buffer_size=cfg.buffer_size,
+            ),
+            cfg.max_frames,
+        )
+    if isinstance(cfg, GStreamerSourceConfig):
+        from streamer.sources.gstreamer import GStreamerSource
+
+        return _limited(
+            GStreamerSource(
+                cfg.pipeline,
+                preset=cfg.preset,
+                preset_args=cfg.preset_args if cfg.preset is not None else None,
+                source_id=cfg.id,
+                read_timeout_s=cfg.read_timeout_s,
+                live=cfg.live,
+                fps=cfg.fps,
+            ),
+            cfg.max_frames,
+        )
     return VideoFileSource(
         cfg.path, source_id=cfg.id, decode_threads=cfg.decode_threads, max_frames=cfg.max_frames
     )
+
+
+class _FrameLimit:
+    """Ends a source after ``max_frames`` frames (for sources without that option)."""
+
+    def __init__(self, source: Source, max_frames: int) -> None:
+        self.source = source
+        self.source_id = source.source_id
+        self.max_frames = max_frames
+        self._frames = 0
+
+    def open(self) -> StreamInfo:
+        self._frames = 0
+        return self.source.open()
+
+    def read(self) -> Frame | StreamGap | None:
+        if self._frames >= self.max_frames:
+            return None
+        item = self.source.read()
+        if isinstance(item, Frame):
+            self._frames += 1
+        return item
+
+    def close(self) -> None:
+        self.source.close()
+
+    def bind_stop(self, stop: threading.Event) -> None:
+        bind = getattr(self.source, "bind_stop", None)
+        if callable(bind):
+            bind(stop)
+
+
+def _limited(source: Source, max_frames: int | None) -> Source:
+    return source if max_frames is None else _FrameLimit(source, max_frames)
 
 
 def make_analytics_specs(cfg: PipelineConfig) -> dict[str, AnalyticsSpec] | None:
@@ -249,11 +320,62 @@ def make_analytics_specs(cfg: PipelineConfig) -> dict[str, AnalyticsSpec] | None
 
 
 def make_sink(
-    cfg: AnnotatedVideoSinkConfig | JsonlSinkConfig | MotSinkConfig,
+    cfg: AnnotatedVideoSinkConfig
+    | JsonlSinkConfig
+    | MotSinkConfig
+    | ZeroMqSinkConfig
+    | MqttSinkConfig,
     run_dir: Path,
     analytics: dict[str, AnalyticsSpec] | None = None,
 ) -> Sink:
-    """Build one sink writing under ``run_dir`` (the video sink draws ``analytics``)."""
+    """Build one sink writing under ``run_dir`` (the video sink draws ``analytics``).
+
+    Raises:
+        SinkError: the output cannot be created (a file, a socket address in use).
+    """
+    if isinstance(cfg, ZeroMqSinkConfig):
+        from streamer.sinks.zeromq import CurveKeys, ZmqSink
+
+        curve = (
+            CurveKeys(
+                cfg.curve.secret_key_path,
+                cfg.curve.authorized_keys_dir,
+                cfg.curve.server_public_key_path,
+            )
+            if cfg.curve is not None
+            else None
+        )
+        return ZmqSink(
+            cfg.endpoint,
+            mode=cfg.mode,
+            bind=cfg.bind,
+            topic_prefix=cfg.topic_prefix,
+            fmt=cfg.format,
+            send_hwm=cfg.send_hwm,
+            send_timeout_ms=cfg.send_timeout_ms,
+            linger_ms=cfg.linger_ms,
+            curve=curve,
+        )
+    if isinstance(cfg, MqttSinkConfig):
+        from streamer.sinks.mqtt import MqttSink
+
+        return MqttSink(
+            cfg.host,
+            cfg.port,
+            topic_prefix=cfg.topic_prefix,
+            qos=cfg.qos,
+            retain=cfg.retain,
+            client_id=cfg.client_id,
+            username=cfg.username,
+            password=cfg.password.get_secret_value() if cfg.password is not None else None,
+            keepalive_s=cfg.keepalive_s,
+            max_queued=cfg.max_queued,
+            reconnect_min_delay_s=cfg.reconnect_min_delay_s,
+            reconnect_max_delay_s=cfg.reconnect_max_delay_s,
+            connect_wait_s=cfg.connect_wait_s,
+            flush_timeout_s=cfg.flush_timeout_s,
+            fmt=cfg.format,
+        )
     path = str(run_dir / cfg.path)
     if isinstance(cfg, AnnotatedVideoSinkConfig):
         return AnnotatedVideoSink(

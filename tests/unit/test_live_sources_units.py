@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_data
 
 from streamer.config.loader import dump_resolved, load_pipeline
 from streamer.errors import ConfigError
@@ -244,3 +245,88 @@ def test_config_error_never_echoes_an_env_secret(
         load_pipeline(path)
     assert "sources[0].url" in str(err.value)
     assert "Very-Secret-2" not in str(err.value)
+
+
+SOURCES_YAML = """
+name: live
+sources:
+  - {type: camera, id: usb0, device: /dev/video0, width_px: 1280, height_px: 720, fps: 30,
+     fourcc: MJPG}
+  - {type: gstreamer, id: csi0, preset: jetson_csi, preset_args: {sensor_id: 1, fps: 30}}
+  - {type: gstreamer, id: dec, preset: jetson_rtsp,
+     preset_args: {url: "rtsp://cam/s", codec: h265}}
+stages:
+  - {type: detect, model: model.onnx}
+  - {type: jsonl}
+  - {type: zeromq, mode: push, endpoint: "tcp://127.0.0.1:5557"}
+  - {type: mqtt, host: broker.local, username: u, password: "${env:MQTT_PASS}"}
+"""
+
+
+def test_camera_gstreamer_and_message_sinks_validate_and_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamer.pipeline.build import make_source
+    from streamer.sources.gstreamer import jetson_csi
+
+    monkeypatch.setenv("MQTT_PASS", "Mqtt-Secret-7")
+    path = tmp_path / "p.yaml"
+    path.write_text(SOURCES_YAML)
+    cfg = load_pipeline(path)
+    cam, csi, dec = cfg.sources
+    assert cam.type == "camera" and cam.buffer.policy == "drop_oldest"
+    src = make_source(csi)
+    assert src.source_id == "csi0"
+    assert src.pipeline == jetson_csi(sensor_id=1, fps=30)  # type: ignore[attr-defined]
+    assert "nvv4l2decoder" in make_source(dec).pipeline  # type: ignore[attr-defined]
+    text = dump_resolved(cfg)
+    assert "Mqtt-Secret-7" not in text and "${env:MQTT_PASS}" in text
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        ("{type: gstreamer, id: g}", "exactly one of 'pipeline' or 'preset'"),
+        ("{type: gstreamer, id: g, pipeline: 'videotestsrc ! fakesink'}", "appsink"),
+        (
+            "{type: gstreamer, id: g, preset: jetson_csi, preset_args: {flip_method: 9}}",
+            "sources[0]: flip_method",
+        ),
+        ("{type: gstreamer, id: g, preset: nvidia_magic}", "sources[0].preset"),
+        ("{type: camera, id: c, fourcc: MJPEG}", "sources[0].fourcc"),
+        ("{type: rtsp, id: r, url: 'rtsp://h/s', transport: quic}", "sources[0].transport"),
+        (
+            "{type: rtsp, id: r, url: 'rtsp://h/s', reconnect: {initial_delay_s: 5, "
+            "max_delay_s: 1}}",
+            "max_delay_s",
+        ),
+    ],
+)
+def test_live_source_errors_name_the_yaml_path(tmp_path: Path, source: str, error: str) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        f"name: x\nsources:\n  - {source}\nstages:\n  - {{type: detect, model: m.onnx}}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(path)
+    assert error in str(err.value)
+
+
+def test_builder_gives_each_source_its_own_lane(tmp_path: Path) -> None:
+    """The builder gives each live source its own drop_oldest lane."""
+    from streamer.config.schema import PipelineConfig
+    from streamer.pipeline.build import build_pipeline
+
+    cfg = PipelineConfig.model_validate(
+        {
+            "name": "x",
+            "sources": [
+                {"type": "rtsp", "id": "cam", "url": "rtsp://127.0.0.1:9/s"},
+                {"type": "video_file", "id": "file", "path": str(tmp_path / "v.mp4")},
+            ],
+            "stages": [{"type": "detect", "model": str(require_data("models/yolox_nano.onnx"))}],
+        }
+    )
+    pipe = build_pipeline(cfg, tmp_path / "run").pipeline
+    lanes = pipe.channels[0]._lanes
+    assert lanes == {"cam": (2, "drop_oldest"), "file": (4, "block")}
