@@ -32,6 +32,7 @@ from streamer.config.loader import dump_resolved, load_pipeline
 from streamer.config.schema import TRACKER_TYPES, PipelineConfig
 from streamer.errors import ConfigError, StreamerError
 from streamer.pipeline.runner import Pipeline, RunResult
+from streamer.pipeline.stages import SinkStage
 from streamer.slicing.adaptive import AdaptiveSlicedDetector
 from streamer.slicing.sliced import SlicedDetector, SlicedStats
 
@@ -101,6 +102,16 @@ def run_pipeline(
 
             result = pipe.run(on_tick=tick)
     summary = summary_dict(cfg, result)
+    sink_stats = {
+        st.name: stats
+        for st in pipe.stages
+        if isinstance(st, SinkStage) and (stats := st.stats()) is not None
+    }
+    if sink_stats:
+        summary["sinks"] = sink_stats
+        for name, stats in sink_stats.items():
+            shown = ", ".join(f"{k} {v}" for k, v in stats.items() if isinstance(v, int | float))
+            result.notes.append(f"{name}: {shown}")
     if isinstance(built.detector, SlicedDetector | AdaptiveSlicedDetector):
         st = built.detector.stats
         result.notes.append(f"slicing: {st.tiles_per_frame:.2f} tiles per frame")

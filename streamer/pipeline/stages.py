@@ -223,11 +223,20 @@ class SinkStage(BaseStage):
     def on_event(self, event: Event) -> None:
         if isinstance(event, StreamStart):
             self.sink.open(event.info, self.class_names)
+        # Message sinks (ZeroMQ, MQTT) also publish stream start, gap and end.
+        write_event = getattr(self.sink, "write_event", None)
+        if callable(write_event):
+            write_event(event)
 
     def process(self, packets: list[Packet]) -> list[Packet]:
         for p in packets:
             self.sink.write(p)
         return packets
+
+    def stats(self) -> dict[str, Any] | None:
+        """The sink's own counters (sent, dropped, ...) when it keeps any, else None."""
+        stats = getattr(self.sink, "stats", None)
+        return dict(stats()) if callable(stats) else None
 
     def close(self) -> None:
         self.sink.close()
