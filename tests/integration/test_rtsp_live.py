@@ -383,9 +383,11 @@ def test_block_policy_is_lossless_when_the_camera_outpaces_the_pipeline(tmp_path
     assert lat[-10:].mean() > lat[5:15].mean()  # a backlog built up, none was dropped
 
 
-def test_max_frame_age_drops_stale_frames_and_the_tracker_coasts(tmp_path: Path) -> None:
+def test_max_frame_age_drops_stale_frames_before_they_are_processed(tmp_path: Path) -> None:
     """``max_frame_age_ms`` on a lossless buffer: frames older than the budget are
-    dropped before detection (counted per stage) and never reach the sink."""
+    dropped before detection (counted per stage) and never reach the sink; what is
+    processed stays in order. (The tracker stepping over the holes this leaves in
+    ``seq`` is tested in tests/unit/test_live_sources_units.py.)"""
     with RtspServer("--fps", "25", "--width", "640", "--height", "480") as server:
         cfg = _slow_pipeline(server.url, tmp_path, "block", max_frames=60, max_frame_age_ms=300.0)
         result = _run(cfg, tmp_path)
@@ -394,7 +396,6 @@ def test_max_frame_age_drops_stale_frames_and_the_tracker_coasts(tmp_path: Path)
     assert stale > 0 and result.packets_out + stale == 60
     seqs = [r["seq"] for r in _records(tmp_path / "cam.jsonl")]
     assert seqs == sorted(seqs) and len(seqs) == result.packets_out
-    assert max(np.diff(seqs)) > 1  # holes in seq: the tracker steps over them
 
 
 def test_many_sources_batch_across_streams_and_end_independently(tmp_path: Path) -> None:
