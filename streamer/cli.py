@@ -9,12 +9,15 @@ Exit status: 0 success, 1 the run failed, 2 invalid configuration or usage,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -29,12 +32,21 @@ from rich.progress import (
 from rich.table import Table
 
 from streamer.config.loader import dump_resolved, load_pipeline
-from streamer.config.schema import TRACKER_TYPES, PipelineConfig
+from streamer.config.schema import (
+    TRACKER_TYPES,
+    PipelineConfig,
+    PreviewSinkConfig,
+    ServerConfig,
+)
 from streamer.errors import ConfigError, StreamerError
 from streamer.pipeline.runner import Pipeline, RunResult
 from streamer.pipeline.stages import SinkStage
 from streamer.slicing.adaptive import AdaptiveSlicedDetector
 from streamer.slicing.sliced import SlicedDetector, SlicedStats
+
+if TYPE_CHECKING:
+    from streamer.pipeline.build import BuiltPipeline
+    from streamer.pipeline.server import MonitorServer
 
 DEFAULT_PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "pets09_people.yaml"
 
@@ -51,56 +63,77 @@ def run_pipeline(
     *,
     show_progress: bool = True,
     console: Console | None = None,
+    on_start: Callable[[Pipeline, MonitorServer | None], None] | None = None,
 ) -> RunResult:
     """Build and run ``cfg``, writing ``config.resolved.yaml`` and ``summary.json``.
+
+    With ``cfg.server`` set, the HTTP server (metrics, health, live preview) listens
+    from before the first frame until the run ends, on every exit path.
 
     Args:
         cfg: Validated pipeline configuration.
         run_dir: Output folder (created).
         show_progress: Draw a progress bar with frames/s and ETA on stderr.
         console: Where progress goes (stderr by default).
+        on_start: Called once the pipeline is built and the server listens, right
+            before the run, with the pipeline and the server (None without one);
+            e.g. to stop a live run from another thread with ``request_stop``.
 
     Returns:
         The run's result; failures are reported in ``result.errors``.
 
     Raises:
-        StreamerError: the pipeline could not be built (model, config, outputs).
+        StreamerError: the pipeline could not be built (model, config, outputs) or the
+            server cannot listen.
     """
     from streamer.pipeline.build import build_pipeline
 
     console = console or _stderr()
+    for i, stage_cfg in enumerate(cfg.stages):
+        if isinstance(stage_cfg, PreviewSinkConfig) and cfg.server is None:
+            raise ConfigError(
+                f"stages[{i}]: a 'preview' stage needs a server: add a top-level "
+                "'server:' block or run with --serve PORT"
+            )
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.resolved.yaml").write_text(dump_resolved(cfg), encoding="utf-8")
     built = build_pipeline(cfg, run_dir)
     pipe = built.pipeline
-    if not show_progress:
-        result = pipe.run()
-    else:
-        progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[fps]:>6.1f} frames/s"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
-        t0 = time.monotonic()
-        with progress:
-            task: TaskID = progress.add_task(cfg.name, total=None, fps=0.0)
+    server = _start_server(cfg, built, console)
+    try:
+        if on_start is not None:
+            on_start(pipe, server)
+        if not show_progress:
+            result = pipe.run()
+        else:
+            progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[fps]:>6.1f} frames/s"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=False,
+            )
+            t0 = time.monotonic()
+            with progress:
+                task: TaskID = progress.add_task(cfg.name, total=None, fps=0.0)
 
-            def tick(p: Pipeline) -> None:
-                elapsed = max(time.monotonic() - t0, 1e-6)
-                progress.update(
-                    task,
-                    completed=p.packets_out,
-                    total=p.expected_frames,
-                    fps=p.packets_out / elapsed,
-                )
+                def tick(p: Pipeline) -> None:
+                    elapsed = max(time.monotonic() - t0, 1e-6)
+                    progress.update(
+                        task,
+                        completed=p.packets_out,
+                        total=p.expected_frames,
+                        fps=p.packets_out / elapsed,
+                    )
 
-            result = pipe.run(on_tick=tick)
+                result = pipe.run(on_tick=tick)
+    finally:
+        if server is not None:
+            server.close()
     summary = summary_dict(cfg, result)
     sink_stats = {
         st.name: stats
@@ -112,6 +145,18 @@ def run_pipeline(
         for name, stats in sink_stats.items():
             shown = ", ".join(f"{k} {v}" for k, v in stats.items() if isinstance(v, int | float))
             result.notes.append(f"{name}: {shown}")
+    replays = {
+        src.source_id: stats.as_dict()
+        for src in pipe.sources
+        if (stats := getattr(src, "replay_stats", None)) is not None
+    }
+    if replays:  # what the virtual clock's capture model decided, per replay source
+        summary["replay"] = replays
+        for sid, r in replays.items():
+            result.notes.append(
+                f"replay '{sid}': {r['emitted']} of {r['recorded_frames']} recorded frames, "
+                f"{r['buffer_drops']} buffer drops, {r['stale_drops']} stale drops (modelled)"
+            )
     if isinstance(built.detector, SlicedDetector | AdaptiveSlicedDetector):
         st = built.detector.stats
         result.notes.append(f"slicing: {st.tiles_per_frame:.2f} tiles per frame")
@@ -124,6 +169,41 @@ def run_pipeline(
         summary["slicing"] = slicing
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return result
+
+
+def _start_server(
+    cfg: PipelineConfig, built: BuiltPipeline, console: Console
+) -> MonitorServer | None:
+    """Start the run's HTTP server when ``cfg.server`` asks for one; print its URL.
+
+    Raises:
+        StreamerError: the address cannot be bound (the built stages are closed first).
+    """
+    if cfg.server is None:
+        return None
+    from streamer.pipeline.server import MonitorServer
+
+    server = MonitorServer(
+        built.pipeline,
+        name=cfg.name,
+        host=cfg.server.host,
+        port=cfg.server.port,
+        source_down_s=cfg.server.health.source_down_s,
+        preview=built.preview,
+    )
+    try:
+        server.start()
+    except StreamerError:
+        for stage in built.pipeline.stages:  # sinks may already hold files or sockets
+            with contextlib.suppress(Exception):
+                stage.close()
+        raise
+    console.print(
+        f"serving {server.url} (metrics /metrics, health /healthz, stats /stats.json, "
+        "preview / and /stream/<source>.mjpg)",
+        markup=False,
+    )
+    return server
 
 
 def summary_dict(cfg: PipelineConfig, result: RunResult) -> dict[str, object]:
@@ -236,7 +316,9 @@ def check_inputs(cfg: PipelineConfig) -> list[str]:
     found = []
     for s in cfg.sources:
         # Fail fast: validate opens each source once, without reconnecting.
-        src = make_source(s.model_copy(update={"reconnect": None}) if s.type == "rtsp" else s)
+        # ... and without recording anything.
+        live = {"reconnect": None, "record": None}
+        src = make_source(s.model_copy(update=live) if s.type == "rtsp" else s)
         try:
             info = src.open()
         finally:
@@ -274,6 +356,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.max_frames is not None:
         for src in cfg.sources:
             src.max_frames = args.max_frames
+    if args.serve is not None:
+        server = cfg.server or ServerConfig.model_validate({})
+        cfg.server = server.model_copy(update={"port": args.serve})
     run_dir = Path(args.output) if args.output else default_run_dir(cfg)
     console.print(f"running [bold]{cfg.name}[/bold] -> {run_dir}")
     result = run_pipeline(cfg, run_dir, show_progress=not args.no_progress, console=console)
@@ -396,6 +481,50 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number in [0, 65535], got {text!r}")
+    return port
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from streamer.sources.recorder import record
+    from streamer.sources.rtsp import Backoff
+
+    if args.duration is not None and args.duration <= 0:
+        raise ConfigError(f"record: --duration must be > 0, got {args.duration}")
+    if args.frames is not None and args.frames < 1:
+        raise ConfigError(f"record: --frames must be >= 1, got {args.frames}")
+    options: dict[str, str] = {}
+    for item in args.option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"record: --option wants KEY=VALUE, got {item!r}")
+        options[key] = value
+    console = _stderr()
+    t0 = time.monotonic()
+    result = record(
+        args.source,
+        Path(args.out),
+        duration_s=args.duration,
+        max_frames=args.frames,
+        transport=args.transport,
+        reconnect=None if args.no_reconnect else Backoff(),
+        input_format=args.format,
+        input_options=options,
+    )
+    console.print(
+        f"recorded {result.frames} frames ({result.duration_s:.2f} s of stream, "
+        f"{result.gaps} gaps, {result.missing_frames} frames missing, {result.reconnects} "
+        f"reconnects; ended: {result.ended}) in {time.monotonic() - t0:.1f} s -> {args.out}"
+    )
+    return EXIT_OK if result.frames else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamer", description="Real-time video analytics from a pipeline YAML."
@@ -411,6 +540,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", help="run directory (default: runs/<name>-<timestamp>)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--max-frames", type=int, metavar="N", help="stop each source after N frames")
+    run.add_argument(
+        "--serve",
+        type=_port,
+        metavar="PORT",
+        help="serve /metrics, /healthz and the live preview (/) on PORT (0: any free port; "
+        "host 127.0.0.1 unless the YAML's server: block says otherwise)",
+    )
     run.set_defaults(func=_cmd_run)
     val = sub.add_parser("validate", help="check a pipeline and print its resolved config")
     val.add_argument("pipeline", help="pipeline YAML")
@@ -465,6 +601,19 @@ def build_parser() -> argparse.ArgumentParser:
     dt.add_argument("--overlap", type=float, default=0.2, help="tile overlap ratio (0.2)")
     dt.add_argument("--no-full-frame", action="store_true", help="tiles only, no full pass")
     dt.set_defaults(func=_cmd_detect)
+
+    rec = sub.add_parser(
+        "record", help="record an RTSP stream, a capture device or a file into a clip folder"
+    )
+    rec.add_argument("source", help="rtsp:// URL, /dev/videoN, or a video file")
+    rec.add_argument("--out", required=True, help="clip folder to create")
+    rec.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    rec.add_argument("--frames", type=int, metavar="N", help="stop after N frames")
+    rec.add_argument("--transport", choices=["tcp", "udp"], default="tcp", help="RTSP transport")
+    rec.add_argument("--no-reconnect", action="store_true", help="a lost stream ends it")
+    rec.add_argument("--format", help="FFmpeg input format of a device (default v4l2)")
+    rec.add_argument("--option", action="append", metavar="KEY=VALUE", help="FFmpeg input option")
+    rec.set_defaults(func=_cmd_record)
     return parser
 
 

@@ -194,6 +194,7 @@ def validation_message(
 _TAGS = {
     "video_file",
     "rtsp",
+    "replay",
     "camera",
     "gstreamer",
     "bytetrack",
@@ -207,6 +208,7 @@ _TAGS = {
     "mot",
     "zeromq",
     "mqtt",
+    "preview",
 }
 
 
@@ -216,7 +218,7 @@ def _resolve_paths(cfg: PipelineConfig, base_dir: Path) -> PipelineConfig:
         return p if p.is_absolute() else (base_dir / p).resolve()
 
     for src in cfg.sources:
-        if src.type == "video_file":
+        if src.type in ("video_file", "replay"):
             src.path = absolute(src.path)
     for st in cfg.stages:
         if st.type == "detect":

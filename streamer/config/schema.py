@@ -97,6 +97,27 @@ def _live_buffer() -> QueueConfig:
     return QueueConfig(capacity=2, policy="drop_oldest")
 
 
+class RecordConfig(StrictModel):
+    """Recording of a live source into a clip (format: ``streamer.sources.clip``).
+
+    Attributes:
+        path: Clip folder, relative to the run directory; ``{source_id}`` is replaced
+            by the source id. It must not already hold a clip.
+    """
+
+    path: str = Field("clip-{source_id}", min_length=1)
+
+    @model_validator(mode="after")
+    def _known_placeholders(self) -> RecordConfig:
+        try:
+            self.path.format(source_id="x")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(
+                f"path: unknown placeholder {e} in {self.path!r} (known: {{source_id}})"
+            ) from None
+        return self
+
+
 class RtspSourceConfig(StrictModel):
     """An RTSP stream (PyAV/FFmpeg) that reconnects and keeps only fresh frames.
 
@@ -112,6 +133,8 @@ class RtspSourceConfig(StrictModel):
         buffer: Capture buffer: the capture thread keeps only the newest ``capacity``
             frames (``drop_oldest``; ``block`` makes the run lossless instead).
         max_frame_age_ms: Freshness budget: any stage drops frames older than this, ms.
+        record: Record the stream into a clip folder while the pipeline runs (null:
+            no recording); replay it with a ``replay`` source.
     """
 
     type: Literal["rtsp"]
@@ -125,6 +148,7 @@ class RtspSourceConfig(StrictModel):
     max_frames: int | None = Field(None, ge=1)
     buffer: QueueConfig = Field(default_factory=_live_buffer)
     max_frame_age_ms: float | None = Field(None, gt=0.0)
+    record: RecordConfig | None = None
 
 
 class CameraSourceConfig(StrictModel):
@@ -208,8 +232,58 @@ class GStreamerSourceConfig(StrictModel):
         return self
 
 
+class ReplaySourceConfig(StrictModel):
+    """A recorded clip (``streamer record``, or ``record:`` on a live source) or any
+    video file, replayed on a virtual clock (deterministic) or in real time.
+
+    On the ``virtual`` clock (default) the source simulates the live capture path on
+    the recorded arrival times: a pipeline taking ``virtual_cost_ms`` per frame behind
+    the capture ``buffer`` and the freshness budget ``max_frame_age_ms``; it emits
+    exactly the frames such a pipeline would have taken (the same on every run), and
+    the pipeline itself runs lossless (its buffer is forced to ``block``; the runner
+    does not drop this source's frames for age). On the ``realtime`` clock frames are
+    released at their recorded arrival times divided by ``speed``, and ``buffer`` and
+    ``max_frame_age_ms`` act as on a live source.
+
+    Attributes:
+        path: Clip folder or video file (a video's frames arrive at its nominal fps).
+        clock: ``virtual`` or ``realtime``.
+        speed: Real-time speed factor (``realtime`` only).
+        virtual_cost_ms: Modelled per-frame time of the pipeline's slowest stage, ms
+            (0: lossless; ``virtual`` only).
+        buffer: Capture buffer (modelled on the virtual clock; default: newest 2
+            frames, ``drop_oldest``, as a live source).
+        max_frame_age_ms: Freshness budget, ms (modelled on the virtual clock).
+        max_frames: Replay only the first N recorded frames.
+        decode_threads: FFmpeg decoder threads (0: FFmpeg's choice).
+    """
+
+    type: Literal["replay"]
+    id: str = Field("replay", pattern=NAME_PATTERN)
+    path: Path
+    clock: Literal["virtual", "realtime"] = "virtual"
+    speed: float = Field(1.0, gt=0.0, le=1000.0)
+    virtual_cost_ms: float = Field(0.0, ge=0.0, le=600_000.0)
+    buffer: QueueConfig = Field(default_factory=_live_buffer)
+    max_frame_age_ms: float | None = Field(None, gt=0.0)
+    max_frames: int | None = Field(None, ge=1)
+    decode_threads: int = Field(0, ge=0, le=64)
+
+    @model_validator(mode="after")
+    def _clock_options(self) -> ReplaySourceConfig:
+        if self.clock == "virtual" and self.speed != 1.0:
+            raise ValueError("speed needs clock: realtime (the virtual clock has no speed)")
+        if self.clock == "realtime" and self.virtual_cost_ms != 0.0:
+            raise ValueError("virtual_cost_ms needs clock: virtual")
+        return self
+
+
 SourceConfig = Annotated[
-    VideoFileSourceConfig | RtspSourceConfig | CameraSourceConfig | GStreamerSourceConfig,
+    VideoFileSourceConfig
+    | RtspSourceConfig
+    | CameraSourceConfig
+    | GStreamerSourceConfig
+    | ReplaySourceConfig,
     Field(discriminator="type"),
 ]
 
@@ -632,6 +706,29 @@ class MqttSinkConfig(StrictModel):
         return self
 
 
+class PreviewSinkConfig(StrictModel):
+    """Live preview: annotated JPEG frames served as MJPEG by the run's HTTP server.
+
+    Needs a server (a top-level ``server:`` block or ``streamer run --serve PORT``);
+    frames are drawn and encoded only while someone watches (``/`` or
+    ``/stream/<source_id>.mjpg``), and never wait for a slow viewer.
+
+    Attributes:
+        max_fps: Most frames per second and source sent to viewers.
+        jpeg_quality: JPEG quality, 1-100.
+        max_width_px: Scale wider frames down to this width (null: full size).
+        trace_length_s: Motion-trail length, seconds (0: none).
+    """
+
+    type: Literal["preview"]
+    name: str = Field("preview", pattern=NAME_PATTERN)
+    max_fps: float = Field(10.0, gt=0.0, le=120.0)
+    jpeg_quality: int = Field(80, ge=1, le=100)
+    max_width_px: int | None = Field(None, ge=16, le=16384)
+    trace_length_s: float = Field(2.0, ge=0.0, le=60.0)
+    queue: QueueConfig | None = None
+
+
 StageConfig = Annotated[
     DetectStageConfig
     | TrackStageConfig
@@ -640,10 +737,38 @@ StageConfig = Annotated[
     | JsonlSinkConfig
     | MotSinkConfig
     | ZeroMqSinkConfig
-    | MqttSinkConfig,
+    | MqttSinkConfig
+    | PreviewSinkConfig,
     Field(discriminator="type"),
 ]
-SINK_TYPES = ("annotated_video", "jsonl", "mot", "zeromq", "mqtt")
+SINK_TYPES = ("annotated_video", "jsonl", "mot", "zeromq", "mqtt", "preview")
+
+
+class HealthConfig(StrictModel):
+    """When ``/healthz`` reports the pipeline unhealthy (HTTP 503).
+
+    Attributes:
+        source_down_s: A source that has delivered no frame for this long is down,
+            seconds (counted from the start of the run before its first frame).
+    """
+
+    source_down_s: float = Field(10.0, gt=0.0, le=86_400.0)
+
+
+class ServerConfig(StrictModel):
+    """The run's HTTP server: ``/metrics``, ``/healthz``, ``/stats.json``, ``/`` and
+    ``/stream/<source_id>.mjpg``.
+
+    Attributes:
+        host: Address to bind (``127.0.0.1``: this machine only; ``0.0.0.0``: every
+            interface, no authentication).
+        port: TCP port; 0 picks a free one (printed on stderr at start).
+        health: Health thresholds.
+    """
+
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(9090, ge=0, le=65535)
+    health: HealthConfig = Field(default_factory=HealthConfig)  # type: ignore[arg-type]
 
 
 class PipelineConfig(StrictModel):
@@ -656,6 +781,7 @@ class PipelineConfig(StrictModel):
         queue: Default capacity/policy of every channel; a stage's ``queue`` overrides it.
         output_dir: Run directory; ``{name}`` and ``{timestamp}`` are filled in. Relative
             paths are relative to the working directory. Sink paths are relative to it.
+        server: HTTP server for metrics, health and the live preview (null: none).
     """
 
     name: str = Field(pattern=NAME_PATTERN)
@@ -663,6 +789,7 @@ class PipelineConfig(StrictModel):
     stages: list[StageConfig] = Field(min_length=1)
     queue: QueueConfig = Field(default_factory=QueueConfig)  # type: ignore[arg-type]
     output_dir: str = "runs/{name}-{timestamp}"
+    server: ServerConfig | None = None
     # YAML path -> original string of every value that used ${env:...} (set by the
     # loader; the resolved config writes these templates back instead of the values).
     _env_templates: dict[tuple[Any, ...], str] = PrivateAttr(default_factory=dict)

@@ -22,7 +22,9 @@ from streamer.config.schema import (
     MotSinkConfig,
     MqttSinkConfig,
     PipelineConfig,
+    PreviewSinkConfig,
     QueueConfig,
+    ReplaySourceConfig,
     RtspSourceConfig,
     SourceConfig,
     TrackStageConfig,
@@ -44,6 +46,7 @@ from streamer.pipeline.stages import (
 from streamer.sinks.base import Sink
 from streamer.sinks.jsonl import JsonlTracksSink
 from streamer.sinks.mot import MotTracksSink
+from streamer.sinks.preview import PreviewHub, PreviewSink
 from streamer.sinks.video import AnnotatedVideoSink
 from streamer.slicing.adaptive import AdaptiveSlicedDetector
 from streamer.slicing.sliced import SlicedDetector
@@ -55,11 +58,16 @@ from trackers.types import Tracker
 
 @dataclass
 class BuiltPipeline:
-    """A pipeline ready to run, with what the CLI reports about it."""
+    """A pipeline ready to run, with what the CLI reports about it.
+
+    ``preview`` holds the latest-frame slots the ``preview`` stages fill (None without
+    one); the run's HTTP server reads them.
+    """
 
     pipeline: Pipeline
     detector: YoloDetector | SlicedDetector | AdaptiveSlicedDetector
     run_dir: Path
+    preview: PreviewHub | None = None
 
 
 def default_run_dir(cfg: PipelineConfig, now: _dt.datetime | None = None) -> Path:
@@ -180,8 +188,30 @@ def make_tracker_factory(cfg: TrackStageConfig) -> TrackerFactory:
     return factory
 
 
-def make_source(cfg: SourceConfig) -> Source:
-    """Build one source from its config (nothing is opened yet)."""
+def make_source(cfg: SourceConfig, run_dir: Path | None = None) -> Source:
+    """Build one source from its config (nothing is opened yet).
+
+    Args:
+        cfg: The source's config.
+        run_dir: Run directory; an RTSP ``record.path`` is relative to it (to the
+            working directory when None).
+    """
+    if isinstance(cfg, ReplaySourceConfig):
+        from streamer.sources.replay import ReplaySource
+
+        return ReplaySource(
+            cfg.path,
+            source_id=cfg.id,
+            clock=cfg.clock,
+            speed=cfg.speed,
+            virtual_cost_ms=cfg.virtual_cost_ms,
+            buffer_capacity=cfg.buffer.capacity,
+            buffer_policy=cfg.buffer.policy,
+            # On the real-time clock the runner applies the budget instead.
+            max_frame_age_ms=cfg.max_frame_age_ms if cfg.clock == "virtual" else None,
+            max_frames=cfg.max_frames,
+            decode_threads=cfg.decode_threads,
+        )
     if isinstance(cfg, RtspSourceConfig):
         rc = cfg.reconnect
         backoff = (
@@ -204,6 +234,11 @@ def make_source(cfg: SourceConfig) -> Source:
             reconnect=backoff,
             decode_threads=cfg.decode_threads,
             max_frames=cfg.max_frames,
+            record=(
+                (run_dir or Path()) / cfg.record.path.format(source_id=cfg.id)
+                if cfg.record is not None
+                else None
+            ),
         )
     if isinstance(cfg, CameraSourceConfig):
         from streamer.sources.camera import V4L2CameraSource
@@ -265,6 +300,10 @@ class _FrameLimit:
     def close(self) -> None:
         self.source.close()
 
+    @property
+    def reconnects(self) -> int:
+        return int(getattr(self.source, "reconnects", 0))
+
     def bind_stop(self, stop: threading.Event) -> None:
         bind = getattr(self.source, "bind_stop", None)
         if callable(bind):
@@ -324,15 +363,27 @@ def make_sink(
     | JsonlSinkConfig
     | MotSinkConfig
     | ZeroMqSinkConfig
-    | MqttSinkConfig,
+    | MqttSinkConfig
+    | PreviewSinkConfig,
     run_dir: Path,
     analytics: dict[str, AnalyticsSpec] | None = None,
+    preview: PreviewHub | None = None,
 ) -> Sink:
-    """Build one sink writing under ``run_dir`` (the video sink draws ``analytics``).
+    """Build one sink writing under ``run_dir`` (the video sinks draw ``analytics``;
+    a ``preview`` sink publishes into ``preview``, a new hub when None).
 
     Raises:
         SinkError: the output cannot be created (a file, a socket address in use).
     """
+    if isinstance(cfg, PreviewSinkConfig):
+        return PreviewSink(
+            preview if preview is not None else PreviewHub(),
+            max_fps=cfg.max_fps,
+            jpeg_quality=cfg.jpeg_quality,
+            max_width_px=cfg.max_width_px,
+            trace_length_s=cfg.trace_length_s,
+            analytics=analytics,
+        )
     if isinstance(cfg, ZeroMqSinkConfig):
         from streamer.sinks.zeromq import CurveKeys, ZmqSink
 
@@ -395,6 +446,41 @@ def _edge(q: QueueConfig | None, default: QueueConfig, min_capacity: int = 1) ->
     return EdgeSpec(capacity=max(chosen.capacity, min_capacity), policy=chosen.policy)
 
 
+def _virtual_replay_lossless(
+    cfg: PipelineConfig, buffers: dict[str, EdgeSpec], ages: dict[str, float]
+) -> None:
+    """Make the pipeline lossless and clock-free for virtual-clock replay sources.
+
+    Their buffer and freshness budget are modelled inside the source (on the recorded
+    timeline), so here their capture buffer becomes ``block`` and the runner's
+    age-based drops do not apply to them. A ``drop_oldest`` stage queue would drop by
+    thread timing, so it is refused.
+
+    Raises:
+        ConfigError: a stage queue is ``drop_oldest`` beside a virtual replay source.
+    """
+    virtual = [
+        s.id for s in cfg.sources if isinstance(s, ReplaySourceConfig) and s.clock == "virtual"
+    ]
+    if not virtual:
+        return
+    for sid in virtual:
+        buffers[sid] = EdgeSpec(capacity=cfg.queue.capacity, policy="block")
+        ages.pop(sid, None)
+    queues = [("queue", cfg.queue)] + [
+        (f"stages[{i}].queue", st.queue)
+        for i, st in enumerate(cfg.stages)
+        if getattr(st, "queue", None) is not None
+    ]
+    for where, q in queues:
+        if q is not None and q.policy == "drop_oldest":
+            raise ConfigError(
+                f"{where}.policy: drop_oldest drops by thread timing, which would make the "
+                f"virtual-clock replay of {virtual} irreproducible; use block (the replay "
+                "source models the capture buffer itself)"
+            )
+
+
 def build_pipeline(cfg: PipelineConfig, run_dir: Path) -> BuiltPipeline:
     """Instantiate sources, detector, tracker and sinks of ``cfg``.
 
@@ -410,7 +496,7 @@ def build_pipeline(cfg: PipelineConfig, run_dir: Path) -> BuiltPipeline:
     detect_cfg = cfg.stages[0]
     assert isinstance(detect_cfg, DetectStageConfig)  # guaranteed by the schema
     detector = make_frame_detector(detect_cfg)
-    sources = [make_source(s) for s in cfg.sources]
+    sources = [make_source(s, run_dir) for s in cfg.sources]
     run_dir.mkdir(parents=True, exist_ok=True)
     stages: list[Stage] = [
         PreprocessStage(detector, name="preprocess"),
@@ -426,6 +512,7 @@ def build_pipeline(cfg: PipelineConfig, run_dir: Path) -> BuiltPipeline:
         _edge(detect_cfg.queue, cfg.queue, min_capacity=detect_cfg.max_batch),
     ]
     analytics = make_analytics_specs(cfg)
+    preview = PreviewHub() if any(isinstance(st, PreviewSinkConfig) for st in cfg.stages) else None
     for index, st in enumerate(cfg.stages[1:], start=1):
         if isinstance(st, TrackStageConfig):
             stages.append(TrackStage(make_tracker_factory(st), name=st.name))
@@ -437,10 +524,11 @@ def build_pipeline(cfg: PipelineConfig, run_dir: Path) -> BuiltPipeline:
         elif isinstance(st, DetectStageConfig):  # pragma: no cover - schema forbids it
             raise ConfigError("only one detect stage is supported")
         else:
-            sink = make_sink(st, run_dir, analytics)
+            sink = make_sink(st, run_dir, analytics, preview)
             stages.append(SinkStage(sink, detector.class_names, name=st.name))
         edges.append(_edge(st.queue, cfg.queue))
     buffers = {s.id: _edge(s.buffer, cfg.queue) for s in cfg.sources if s.buffer is not None}
     ages = {s.id: s.max_frame_age_ms for s in cfg.sources if s.max_frame_age_ms is not None}
+    _virtual_replay_lossless(cfg, buffers, ages)
     pipeline = Pipeline(sources, stages, edges, source_buffers=buffers, max_frame_age_ms=ages)
-    return BuiltPipeline(pipeline, detector, run_dir)
+    return BuiltPipeline(pipeline, detector, run_dir, preview)

@@ -267,6 +267,11 @@ class Channel:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def lanes(self) -> dict[str, tuple[int, OverflowPolicy]]:
+        """Per-source ``(capacity, policy)`` of a channel with lanes (empty without)."""
+        return dict(self._lanes)
+
     def stats(self) -> ChannelStats:
         """Return a snapshot of the channel's counters."""
         with self._lock:

@@ -2,26 +2,44 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
+from collections.abc import Sequence
 
 import numpy as np
+
+LATENCY_BUCKETS_MS: tuple[float, ...] = (
+    0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+)  # fmt: skip
+"""Default histogram bucket upper bounds, milliseconds (Prometheus ``le``; +Inf is implied)."""
 
 
 class LatencyStats:
     """Latency samples in milliseconds, kept in a fixed-size ring buffer.
 
     The count and mean cover every sample; percentiles cover the newest
-    ``window`` samples, so memory stays bounded over days of running.
+    ``window`` samples, so memory stays bounded over days of running. Every sample
+    is also counted in fixed histogram buckets (for Prometheus, read with
+    :meth:`histogram`), which cost one bisection per sample.
 
     Thread-safety: ``record`` and the readers may be called from different threads.
 
     Args:
         window: Number of newest samples kept for percentiles, >= 1.
+        buckets_ms: Histogram bucket upper bounds, milliseconds, strictly increasing.
     """
 
-    def __init__(self, window: int = 65_536) -> None:
+    def __init__(
+        self, window: int = 65_536, buckets_ms: Sequence[float] = LATENCY_BUCKETS_MS
+    ) -> None:
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
+        bounds = tuple(float(b) for b in buckets_ms)
+        if not bounds or any(b >= c for b, c in itertools.pairwise(bounds)):
+            raise ValueError(f"buckets_ms must be non-empty and increasing, got {bounds}")
+        self._bounds = bounds
+        self._bucket_counts = [0] * (len(bounds) + 1)  # the last one is +Inf
         self._ring = np.zeros(window, dtype=np.float32)
         self._next = 0
         self._count = 0
@@ -37,6 +55,7 @@ class LatencyStats:
             self._count += 1
             self._sum_ms += ms
             self._max_ms = max(self._max_ms, ms)
+            self._bucket_counts[bisect.bisect_left(self._bounds, ms)] += 1
 
     @property
     def count(self) -> int:
@@ -51,6 +70,23 @@ class LatencyStats:
     def max_ms(self) -> float:
         """Largest sample ever recorded (NaN when there are none)."""
         return self._max_ms if self._count else float("nan")
+
+    def histogram(self) -> tuple[tuple[float, ...], list[int], float, int]:
+        """A consistent snapshot of the histogram of every sample.
+
+        Returns:
+            ``(bounds_ms, cumulative_counts, sum_ms, count)``: bucket upper bounds in
+            ms; ``len(bounds_ms) + 1`` cumulative counts of samples ``<=`` each bound,
+            the last being every sample (+Inf); the sum of all samples in ms; their count.
+        """
+        with self._lock:
+            counts = list(self._bucket_counts)
+            total, count = self._sum_ms, self._count
+        cumulative, running = [], 0
+        for c in counts:
+            running += c
+            cumulative.append(running)
+        return self._bounds, cumulative, total, count
 
     def summary(self) -> dict[str, float | int]:
         """``{"count", "p50", "p95", "max", "mean"}`` in milliseconds, rounded to 0.01."""
@@ -88,14 +124,19 @@ class LatencyStats:
 
 
 class StageStats:
-    """Counters of one stage: packets processed, batches run, latency per packet, and
+    """Counters of one stage: packets processed (in all and per source id,
+    ``packets_by_source``), batches run, latency per packet, and
     packets dropped before processing because they were older than their source's
     ``max_frame_age_ms`` (``stale_drops``, per source id), and batches that mixed
-    frames of several sources (``cross_source_batches``)."""
+    frames of several sources (``cross_source_batches``).
+
+    Thread-safety: written by the stage's thread only; other threads may read the
+    counters (plain ints and dicts: a read sees a value at most one batch old)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.packets = 0
+        self.packets_by_source: dict[str, int] = {}
         self.batches = 0
         self.latency = LatencyStats()
         self.stale_drops: dict[str, int] = {}
@@ -119,6 +160,13 @@ class SourceStats:
         reconnects: Successful reconnects (live sources).
         latency: End-to-end latency of its frames, capture to the end of the last
             stage, milliseconds.
+        last_frame_ns: ``time.monotonic_ns()`` when the runner last received a frame
+            of this source, or None before the first.
+        ended: The source has ended (end of stream, ``max_frames``, stop or error).
+        end_error: Why it ended, when it ended with an error, else None.
+
+    Thread-safety: written by the source's thread (``latency`` by the last stage's);
+    other threads may read (health checks, metrics scrapes).
     """
 
     def __init__(self, source_id: str) -> None:
@@ -128,3 +176,6 @@ class SourceStats:
         self.missing_frames = 0
         self.reconnects = 0
         self.latency = LatencyStats()
+        self.last_frame_ns: int | None = None
+        self.ended = False
+        self.end_error: str | None = None

@@ -171,6 +171,8 @@ class Pipeline:
         self._packets_out = 0
         self._threads: list[threading.Thread] = []
         self._error_at: float | None = None
+        self.started_ns: int | None = None  # time.monotonic_ns() when run() began
+        self.finished = False  # run() has returned
 
     # -- public --------------------------------------------------------------------
     def request_stop(self, hard: bool = False) -> None:
@@ -183,6 +185,18 @@ class Pipeline:
     def packets_out(self) -> int:
         """Packets that have left the last stage so far."""
         return self._packets_out
+
+    @property
+    def errors(self) -> list[str]:
+        """One-line errors so far: stage failures first, then source errors."""
+        with self._errors_lock:
+            return [str(e) for e in self._errors] + [str(e) for e in self._source_errors]
+
+    @property
+    def failed(self) -> bool:
+        """A stage has failed (the pipeline is stopping or has stopped)."""
+        with self._errors_lock:
+            return bool(self._errors)
 
     @property
     def expected_frames(self) -> int | None:
@@ -213,6 +227,7 @@ class Pipeline:
             The :class:`RunResult`. Errors are reported in it, not raised.
         """
         start = time.monotonic()
+        self.started_ns = time.monotonic_ns()
         interrupted = False
         stop_asked_at: float | None = None
         for src in self.sources:
@@ -248,7 +263,8 @@ class Pipeline:
         if on_tick is not None:
             on_tick(self)
         wall_s = time.monotonic() - start
-        errors = [str(e) for e in self._errors] + [str(e) for e in self._source_errors]
+        self.finished = True
+        errors = self.errors
         stuck = [t.name for t in self._threads if t.is_alive()]
         if stuck:
             errors.append(f"threads did not stop in time: {', '.join(stuck)}")
@@ -291,6 +307,7 @@ class Pipeline:
             out.put(StreamStart(info), self._hard_stop)
             while not self._stop_sources.is_set():
                 item = src.read()
+                stats.reconnects = int(getattr(src, "reconnects", 0))  # live, for metrics
                 if item is None:
                     break
                 if isinstance(item, StreamGap):
@@ -300,6 +317,7 @@ class Pipeline:
                     continue
                 self._frames[sid] += 1
                 stats.frames += 1
+                stats.last_frame_ns = time.monotonic_ns()
                 if not out.put(Packet(frame=item), self._hard_stop):
                     break
         except SourceError as e:
@@ -320,6 +338,8 @@ class Pipeline:
             end_error = str(e)
         finally:
             stats.reconnects = int(getattr(src, "reconnects", 0))
+            stats.end_error = end_error
+            stats.ended = True
             self._expected_frames.setdefault(sid, None)
             try:
                 src.close()
@@ -364,6 +384,9 @@ class Pipeline:
                 results = stage.process(packets)
                 elapsed_ms = (time.perf_counter() - t0) * 1000.0
                 stats.record_batch(len(packets), elapsed_ms)
+                by_source = stats.packets_by_source
+                for p in packets:
+                    by_source[p.source_id] = by_source.get(p.source_id, 0) + 1
                 if len(packets) > 1 and any(p.source_id != current.source_id for p in packets):
                     stats.cross_source_batches += 1
                 per_packet_ms = elapsed_ms / len(packets)

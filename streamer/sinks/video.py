@@ -36,24 +36,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import av
 import cv2
 import numpy as np
-import supervision as sv
 
 from streamer.errors import SinkError
+from streamer.sinks.annotate import DrawState, FrameAnnotator
 from streamer.sinks.base import close_all, prepare_output_file, resolve_path
-from streamer.sinks.supervision_adapter import (
-    CLASS_NAME_KEY,
-    detections_to_supervision,
-    tracks_to_supervision,
-)
 from streamer.types import ImageBGR, Packet, StreamInfo
 
 if TYPE_CHECKING:  # a runtime import would be circular (analytics uses our adapter)
-    from streamer.analytics.zones import AnalyticsSpec, AnalyticsSpecs
+    from streamer.analytics.zones import AnalyticsSpecs
 
 _log = logging.getLogger(__name__)
 _NAME = "video sink"
@@ -71,16 +66,6 @@ X264_PRESETS = (
     "placebo",
 )
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
-_EMPTY_SV = sv.Detections.empty()
-_LINE_COLOR = sv.Color.YELLOW
-_ZONE_COLOR = sv.Color.from_hex("#00d5ff")  # cyan-blue, apart from the track palette
-
-
-def _spec_for(specs: AnalyticsSpecs | None, source_id: str) -> AnalyticsSpec | None:
-    """The analytics geometry of ``source_id`` (see :func:`streamer.analytics.spec_for`)."""
-    if specs is None or not isinstance(specs, Mapping):
-        return specs
-    return specs.get(source_id)
 
 
 def even_size(width_px: int, height_px: int) -> tuple[int, int]:
@@ -118,20 +103,16 @@ def rate_of(fps: float) -> Fraction:
 
 @dataclass
 class _VideoOutput:
-    """Per-source state (one file, one encoder, one stateful trace annotator)."""
+    """Per-source state (one file, one encoder, one drawing state with its trail annotator)."""
 
     source_id: str
     path: Path
     container: av.container.OutputContainer
     stream: av.video.stream.VideoStream
     time_base: Fraction
-    class_names: tuple[str, ...]
-    trace: sv.TraceAnnotator | None
-    trace_length: int
-    analytics: AnalyticsSpec | None = None  # line/zone geometry of this source
+    draw: DrawState  # class names, trail annotator, line/zone geometry, last seq drawn
     size_wh: tuple[int, int] | None = None  # frame size (before padding) fixed at first write
     first_seq: int | None = None
-    last_seq: int | None = None
     last_pts: int = -1
     frames: int = 0
     warned_resize: bool = False
@@ -209,16 +190,20 @@ class AnnotatedVideoSink:
             raise ValueError(f"crf: must be in [0, 51], got {crf}")
         if preset not in X264_PRESETS:
             raise ValueError(f"preset: must be one of {', '.join(X264_PRESETS)}, got {preset!r}")
-        if not (math.isfinite(trace_length_s) and 0.0 <= trace_length_s <= 600.0):
-            raise ValueError(f"trace_length_s: must be in [0, 600], got {trace_length_s}")
         if not (math.isfinite(keyframe_interval_s) and 0.0 < keyframe_interval_s <= 60.0):
             raise ValueError(f"keyframe_interval_s: must be in (0, 60], got {keyframe_interval_s}")
         if threads < 0:
             raise ValueError(f"threads: must be >= 0, got {threads}")
-        if not text_scale > 0.0:
-            raise ValueError(f"text_scale: must be > 0, got {text_scale}")
-        if box_thickness < 1:
-            raise ValueError(f"box_thickness: must be >= 1, got {box_thickness}")
+        # Drawing (shared with the preview sink); checks trace_length_s, text_scale and
+        # box_thickness. Its box and label annotators are stateless: shared by all sources.
+        self._annotator = FrameAnnotator(
+            trace_length_s,
+            draw_confidence,
+            draw_labels=draw_labels,
+            text_scale=text_scale,
+            box_thickness=box_thickness,
+            analytics=analytics,
+        )
         self.path_template = str(path_template)
         self.crf = int(crf)
         self.preset = preset
@@ -231,13 +216,6 @@ class AnnotatedVideoSink:
         self.codec_options = dict(codec_options or {})
         self.text_scale = float(text_scale)
         self.analytics = analytics
-        # Box and label annotators are stateless: shared by all sources.
-        track_lookup = sv.ColorLookup.TRACK
-        class_lookup = sv.ColorLookup.CLASS
-        self._track_box = sv.BoxAnnotator(thickness=box_thickness, color_lookup=track_lookup)
-        self._track_label = sv.LabelAnnotator(color_lookup=track_lookup, text_scale=text_scale)
-        self._det_box = sv.BoxAnnotator(thickness=box_thickness, color_lookup=class_lookup)
-        self._det_label = sv.LabelAnnotator(color_lookup=class_lookup, text_scale=text_scale)
         self._outputs: dict[str, _VideoOutput] = {}
         self._closed = False
 
@@ -304,26 +282,13 @@ class AnnotatedVideoSink:
         except (av.FFmpegError, OSError, ValueError) as exc:
             path.unlink(missing_ok=True)
             raise SinkError(f"{_NAME}: cannot open '{path}' for libx264: {exc}") from exc
-        trace_length = round(self.trace_length_s * float(rate))
-        trace = (
-            sv.TraceAnnotator(
-                trace_length=trace_length,
-                thickness=self.box_thickness,
-                color_lookup=sv.ColorLookup.TRACK,
-            )
-            if trace_length >= 2
-            else None
-        )
         self._outputs[info.source_id] = _VideoOutput(
             source_id=info.source_id,
             path=path,
             container=container,
             stream=stream,
             time_base=time_base,
-            class_names=tuple(class_names),
-            trace=trace,
-            trace_length=trace_length,
-            analytics=_spec_for(self.analytics, info.source_id),
+            draw=self._annotator.new_state(info.source_id, class_names, float(rate)),
         )
 
     def write(self, packet: Packet) -> None:
@@ -341,14 +306,13 @@ class AnnotatedVideoSink:
             )
         frame = packet.frame
         canvas = self._prepare_canvas(out, frame.image, frame.seq)
-        self._annotate(out, canvas, packet)
+        self._annotator.annotate(out.draw, canvas, packet)
         if out.first_seq is None:
             out.first_seq = frame.seq
         pts = frame.seq - out.first_seq
         if pts <= out.last_pts:  # a source that restarted its seq: keep time monotonic
             pts = out.last_pts + 1
         out.last_pts = pts
-        out.last_seq = frame.seq
         video_frame = av.VideoFrame.from_ndarray(canvas, format="bgr24")
         video_frame.pts = pts
         video_frame.time_base = out.time_base
@@ -401,81 +365,6 @@ class AnnotatedVideoSink:
                 out.warned_resize = True
             image = cv2.resize(image, out.size_wh, interpolation=cv2.INTER_AREA)
         return pad_to_even(image)
-
-    def _annotate(self, out: _VideoOutput, canvas: ImageBGR, packet: Packet) -> None:
-        """Draw the packet's analytics, then its tracks (or detections) on ``canvas`` in place."""
-        if out.analytics is not None and packet.analytics is not None:
-            self._draw_analytics(canvas, out.analytics, packet.analytics)
-        if out.trace is not None and out.last_seq is not None:
-            # Frames missing upstream still age the trails (no points are invented).
-            for _ in range(min(packet.seq - out.last_seq - 1, out.trace_length)):
-                out.trace.annotate(canvas, _EMPTY_SV)
-        if packet.tracks is not None:
-            det = tracks_to_supervision(packet.tracks, out.class_names)
-            if out.trace is not None:
-                out.trace.annotate(canvas, det)
-            self._track_box.annotate(canvas, det)
-            if self.draw_labels and len(det):
-                self._track_label.annotate(canvas, det, labels=self._labels(det))
-            return
-        if out.trace is not None:
-            out.trace.annotate(canvas, _EMPTY_SV)  # keep the trail clock running
-        if packet.detections is not None and len(packet.detections):
-            det = detections_to_supervision(packet.detections, out.class_names)
-            self._det_box.annotate(canvas, det)
-            if self.draw_labels:
-                self._det_label.annotate(canvas, det, labels=self._labels(det))
-
-    def _draw_analytics(
-        self, canvas: ImageBGR, spec: AnalyticsSpec, analytics: Mapping[str, Any]
-    ) -> None:
-        """Draw lines with ``"name in N out M"`` and zones with ``"name: count"`` in place.
-
-        Only lines and zones present in ``analytics`` are drawn (with supervision's
-        ``draw_line`` / ``draw_polygon`` / ``draw_text``).
-        """
-        lines: Mapping[str, Any] = analytics.get("lines") or {}
-        for line in spec.lines:
-            state = lines.get(line.name)
-            if state is None:
-                continue
-            start, end = sv.Point(*line.start_px), sv.Point(*line.end_px)
-            sv.draw_line(canvas, start, end, color=_LINE_COLOR, thickness=self.box_thickness)
-            sv.draw_text(
-                canvas,
-                f"{line.name} in {state['in']} out {state['out']}",
-                text_anchor=sv.Point((start.x + end.x) / 2, (start.y + end.y) / 2),
-                text_color=sv.Color.BLACK,
-                text_scale=self.text_scale,
-                background_color=_LINE_COLOR,
-            )
-        zones: Mapping[str, Any] = analytics.get("zones") or {}
-        for zone in spec.zones:
-            state = zones.get(zone.name)
-            if state is None:
-                continue
-            polygon = np.rint(np.array(zone.polygon_px, dtype=np.float64)).astype(np.int_)
-            sv.draw_polygon(canvas, polygon, color=_ZONE_COLOR, thickness=self.box_thickness)
-            sv.draw_text(
-                canvas,
-                f"{zone.name}: {state['count']}",
-                text_anchor=sv.get_polygon_center(polygon),
-                text_color=sv.Color.BLACK,
-                text_scale=self.text_scale,
-                background_color=_ZONE_COLOR,
-            )
-
-    def _labels(self, det: sv.Detections) -> list[str]:
-        """Return ``"class_name confidence #track_id"`` labels (parts as configured)."""
-        names: list[str] = np.asarray(det.data[CLASS_NAME_KEY]).tolist()
-        parts: list[list[str]] = [[n] for n in names]
-        if self.draw_confidence and det.confidence is not None:
-            for p, c in zip(parts, det.confidence.tolist(), strict=True):
-                p.append(f"{c:.2f}")
-        if det.tracker_id is not None:
-            for p, t in zip(parts, det.tracker_id.tolist(), strict=True):
-                p.append(f"#{t}")
-        return [" ".join(p) for p in parts]
 
 
 __all__ = [

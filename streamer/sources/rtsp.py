@@ -24,6 +24,15 @@ Behaviour of :class:`RtspSource`:
 * Credentials in the URL (``rtsp://user:pass@host/...``; use ``${env:...}`` in the
   YAML) never appear in logs, errors or :class:`~streamer.types.StreamInfo`:
   :func:`redact_url` replaces them with ``***``.
+* With ``record`` set, the source records what it reads into a clip folder (format in
+  :mod:`streamer.sources.clip`) while the pipeline runs: each packet is demuxed, a
+  copy muxed into the clip (no re-encoding), then decoded. Each connection is a new
+  segment file starting at its first keyframe (earlier packets are neither kept nor
+  decoded, so the clip replays exactly the frames the pipeline saw); each emitted
+  frame is rowed with its ``seq``, ``pts_ns``, arrival and wall time, and a
+  reconnect's :class:`~streamer.types.StreamGap` is rowed as a gap. Replaying the
+  clip losslessly (:class:`~streamer.sources.replay.ReplaySource`) gives the frames,
+  ``seq``, times and gaps of the live run.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -43,6 +53,7 @@ import av.error
 import numpy as np
 
 from streamer.errors import SourceError
+from streamer.sources.clip import ClipWriter
 from streamer.types import Frame, StreamGap, StreamInfo
 
 log = logging.getLogger("streamer.sources.rtsp")
@@ -148,6 +159,8 @@ class RtspSource:
         fps: Frame rate to assume when the stream states none.
         max_frames: End the stream after this many frames (None: never).
         seed: Seed of the backoff jitter (None: random).
+        record: Clip folder to record the stream into while it is read (None: no
+            recording); created by ``open``, closed (complete) by ``close``.
 
     Raises:
         ValueError: a bad argument (names it).
@@ -167,6 +180,7 @@ class RtspSource:
         fps: float = 25.0,
         max_frames: int | None = None,
         seed: int | None = None,
+        record: str | Path | None = None,
     ) -> None:
         scheme = urlsplit(url).scheme.lower()
         if scheme not in ("rtsp", "rtsps"):
@@ -203,6 +217,9 @@ class RtspSource:
         self._anchor_ns: int | None = None
         self._anchor_at_ns = 0
         self._last_rel_ns: int | None = None
+        self.record = Path(record) if record is not None else None
+        self._recorder: ClipWriter | None = None
+        self._loss_reason = ""
 
     def __repr__(self) -> str:
         return f"RtspSource({redact_url(self.url)!r}, source_id={self.source_id!r})"
@@ -244,7 +261,9 @@ class RtspSource:
         rate = stream.average_rate or stream.guessed_rate
         self._fps = float(rate) if rate and float(rate) > 0 else self.default_fps
         self._container = container
-        self._frames = container.decode(stream)
+        self._frames = self._demux_decode(container, stream, self._recorder)
+        if self._recorder is not None:
+            self._recorder.start_segment(stream, self._fps)
         ctx = stream.codec_context
         return StreamInfo(
             source_id=self.source_id,
@@ -255,7 +274,29 @@ class RtspSource:
             uri=self.uri,
         )
 
+    @staticmethod
+    def _demux_decode(
+        container: av.container.InputContainer,
+        stream: av.video.stream.VideoStream,
+        recorder: ClipWriter | None,
+    ) -> Iterator[av.VideoFrame]:
+        """Demux -> (mux a copy into the recording) -> decode.
+
+        Without a recorder this is ``container.decode(stream)``. With one, packets
+        before the segment's first keyframe are skipped (not kept, not decoded).
+        """
+        for packet in container.demux(stream):
+            if recorder is not None:
+                if packet.size == 0:
+                    if not recorder.recording:
+                        continue
+                elif not recorder.accept(packet):
+                    continue
+            yield from packet.decode()
+
     def _disconnect(self) -> None:
+        if self._recorder is not None:
+            self._recorder.end_segment()
         self._anchor_ns = None  # a new connection restarts the stream's timestamps
         container, self._container, self._frames = self._container, None, None
         if container is not None:
@@ -300,6 +341,8 @@ class RtspSource:
         self._last_frame_ns = None
         self._pending = None
         self._open_ns = time.monotonic_ns()
+        if self.record is not None and self._recorder is None:
+            self._recorder = ClipWriter(self.record, source_uri=self.uri, source_kind="rtsp")
         info = self._connect_with_backoff(None)
         self._opened = True
         return info
@@ -310,8 +353,24 @@ class RtspSource:
         Returns None only when the pipeline is stopping.
 
         Raises:
-            SourceError: the stream was lost and reconnect is off or gave up.
+            SourceError: the stream was lost and reconnect is off or gave up, or the
+                recording cannot be written.
         """
+        item = self._read()
+        rec = self._recorder
+        if rec is not None and item is not None:
+            if isinstance(item, StreamGap):
+                assert self._pending is not None  # the frame after the gap
+                first_missing = self._pending.seq - item.missing_frames
+                rec.add_gap(first_missing, item.missing_frames, self._loss_reason)
+            else:
+                # Nothing is decoded between a frame and its emission, so the last
+                # decode time is this frame's arrival.
+                arrival_ns = self._last_frame_ns or item.capture_ns
+                rec.add_frame(item.seq, item.pts_ns, arrival_ns, item.wall_ns)
+        return item
+
+    def _read(self) -> Frame | StreamGap | None:
         if self.max_frames is not None and self._emitted >= self.max_frames:
             return None
         if self._pending is not None:
@@ -337,6 +396,7 @@ class RtspSource:
                 self._seq,
                 reason,
             )
+            self._loss_reason = reason
             try:
                 self._connect_with_backoff(reason)
             except SourceError:
@@ -414,6 +474,9 @@ class RtspSource:
         return self._anchor_ns + rel_ns
 
     def close(self) -> None:
-        """Close the connection; idempotent."""
+        """Close the connection and the recording; idempotent."""
         self._opened = False
         self._disconnect()
+        recorder, self._recorder = self._recorder, None
+        if recorder is not None:
+            recorder.close()
