@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,3 +59,13 @@ def make_tiny_onnx(path: Path, output_shape: tuple[int, int, int]) -> Path:
 def tiny_onnx(tmp_path: Path) -> Callable[[tuple[int, int, int]], Path]:
     """``tiny_onnx((1, 7, 7))`` writes a tiny model with that output shape into tmp_path."""
     return lambda shape: make_tiny_onnx(tmp_path / "tiny.onnx", shape)
+
+
+def restore_sigint() -> None:
+    """``preexec_fn`` for a child process that a test interrupts with SIGINT.
+
+    A test run started in the background (``cmd &`` in a non-interactive shell) ignores
+    SIGINT and its children inherit that, so Python in the child would never raise
+    KeyboardInterrupt; the child gets the default disposition back instead.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import pytest
 import yaml
-from conftest import make_tiny_onnx, require_data
+from conftest import make_tiny_onnx, require_data, restore_sigint
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 180
@@ -198,6 +198,7 @@ def test_ctrl_c_flushes_and_closes_outputs(tmp_path: Path, pets: Path, yolox: Pa
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=restore_sigint,
     )
     jsonl = out / "tracks.jsonl"
     deadline = time.monotonic() + 60

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 import yaml
 from chromium import HeadlessChromium, require_chromium
-from conftest import require_data
+from conftest import require_data, restore_sigint
 from prometheus_client.parser import text_string_to_metric_families
 from rtsp_server import RtspServer, free_port, require_rtsp_server
 
@@ -395,6 +395,7 @@ def test_cli_serve_reports_port_serves_metrics_and_closes_on_sigterm(tmp_path: P
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
+        preexec_fn=restore_sigint,
     )
     try:
         assert proc.stderr is not None

@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from conftest import restore_sigint
 
 from streamer.data import data_path
 from streamer.sinks import AnnotatedVideoSink
@@ -221,6 +222,7 @@ def _run_child_until_ready(tmp_path: Path, n: int) -> tuple[subprocess.Popen[str
         text=True,
         cwd=REPO_ROOT,
         env=env,
+        preexec_fn=restore_sigint,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # blocks until the child wrote n frames (or died)
