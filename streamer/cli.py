@@ -1,4 +1,4 @@
-"""Command line: ``streamer run | validate``.
+"""Command line: ``streamer run | validate | ... | engine build``.
 
 Errors a user can cause (bad YAML, missing files, broken videos, unloadable models)
 are printed as one line, ``error: ...``, with a non-zero exit status; no traceback.
@@ -614,6 +614,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--format", help="FFmpeg input format of a device (default v4l2)")
     rec.add_argument("--option", action="append", metavar="KEY=VALUE", help="FFmpeg input option")
     rec.set_defaults(func=_cmd_record)
+
+    from streamer.cli_engine import add_engine_parser
+
+    add_engine_parser(sub)
+
+    from streamer.fleet.commands import add_fleet_parser
+
+    add_fleet_parser(sub)
     return parser
 
 

@@ -219,7 +219,8 @@ class Packet:
 
     Attributes:
         frame: The decoded frame.
-        input_tensor: ``(3, S_h, S_w) float32`` model input made by preprocessing, or None.
+        input_tensor: ``(3, S_h, S_w) float32`` model input made by preprocessing (a
+            torch tensor on the device with ``preprocess: gpu``), or None.
         letterbox: Letterbox parameters used to make ``input_tensor`` (an object of
             :class:`streamer.preprocess.letterbox.Letterbox`), or None.
         detections: Detector output in original-frame pixels, or None before detection.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -61,6 +61,24 @@ def tiny_onnx(tmp_path: Path) -> Callable[[tuple[int, int, int]], Path]:
     return lambda shape: make_tiny_onnx(tmp_path / "tiny.onnx", shape)
 
 
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests marked ``gpu`` (with the reason) on machines without CUDA torch."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu_items or _cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs an NVIDIA GPU with CUDA torch (gpu marker)")
+    for item in gpu_items:
+        item.add_marker(skip)
+
+
 def restore_sigint() -> None:
     """``preexec_fn`` for a child process that a test interrupts with SIGINT.
 
@@ -69,3 +87,20 @@ def restore_sigint() -> None:
     KeyboardInterrupt; the child gets the default disposition back instead.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Run CPU torch on one intra-op thread for the test, then restore the setting.
+
+    On a shared 2-core machine torch's OpenMP workers busy-wait between operators;
+    under load that made a YOLOX-nano forward pass 5-10x slower with 2 threads than
+    with 1 (measured: 375-720 ms vs 70-80 ms).
+    """
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

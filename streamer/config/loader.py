@@ -223,6 +223,12 @@ def _resolve_paths(cfg: PipelineConfig, base_dir: Path) -> PipelineConfig:
     for st in cfg.stages:
         if st.type == "detect":
             st.model = absolute(st.model)
+            if st.engine_cache_dir is not None:
+                st.engine_cache_dir = absolute(st.engine_cache_dir)
+            if st.calibration is not None:
+                st.calibration.video = absolute(st.calibration.video)
+            if st.accuracy_gate is not None and st.accuracy_gate.video is not None:
+                st.accuracy_gate.video = absolute(st.accuracy_gate.video)
     return cfg
 
 

@@ -340,13 +340,63 @@ class SlicingConfig(StrictModel):
     adaptive: AdaptiveSlicingConfig | None = None
 
 
+class CalibrationConfig(StrictModel):
+    """INT8 calibration data of a TensorRT engine: frames sampled evenly from a clip.
+
+    Attributes:
+        video: A clip like the deployment's scenes (relative to the YAML's folder).
+        frames: Frames to calibrate on (TensorRT recommends a few hundred).
+    """
+
+    video: Path
+    frames: int = Field(200, ge=8, le=10_000)
+
+
+class AccuracyGateConfig(StrictModel):
+    """Refuse an INT8 engine whose detections fall too far below the FP16 engine's.
+
+    Attributes:
+        video: Validation clip (default: the calibration clip).
+        frames: Frames compared, sampled evenly.
+        min_recall_vs_fp16: Smallest share of the FP16 engine's detections the INT8
+            engine must find (same class, IoU >= ``iou_threshold``), (0, 1].
+        iou_threshold: IoU of a match, (0, 1].
+    """
+
+    video: Path | None = None
+    frames: int = Field(100, ge=1, le=10_000)
+    min_recall_vs_fp16: float = Field(0.9, gt=0.0, le=1.0)
+    iou_threshold: float = Field(0.5, gt=0.0, le=1.0)
+
+
+DEVICE_PATTERN = r"^(cpu|cuda(:[0-9]+)?)$"
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
 class DetectStageConfig(StrictModel):
-    """YOLO detection (letterbox preprocessing in its own thread, then inference)."""
+    """YOLO detection (letterbox preprocessing in its own thread, then inference).
+
+    GPU fields (see README, "GPU path"): ``backend`` (``onnxruntime``, ``tensorrt``,
+    ``torch``), ``device`` (``cpu``, ``cuda``, ``cuda:N``), ``precision`` (``fp32``,
+    ``fp16``, ``int8``: TensorRT only), ``preprocess`` (``cpu``: OpenCV; ``gpu``: torch
+    on ``device``), ``engine_cache_dir`` (TensorRT; default ``$STREAMER_ENGINE_CACHE`` or
+    ``~/.cache/streamer/engines``), ``workspace_mib`` (TensorRT builder),
+    ``calibration`` and ``accuracy_gate`` (INT8), ``provider_options`` (ONNX Runtime
+    execution-provider options by provider name).
+    """
 
     type: Literal["detect"]
     name: str = Field("detect", pattern=NAME_PATTERN)
     preset: str | None = None
-    backend: Literal["onnxruntime"] = "onnxruntime"
+    backend: Literal["onnxruntime", "tensorrt", "torch"] = "onnxruntime"
+    device: str = Field("cpu", pattern=DEVICE_PATTERN)
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    preprocess: Literal["cpu", "gpu"] = "cpu"
+    engine_cache_dir: Path | None = None
+    workspace_mib: int | None = Field(None, ge=16, le=1_048_576)
+    calibration: CalibrationConfig | None = None
+    accuracy_gate: AccuracyGateConfig | None = None
+    provider_options: dict[str, dict[str, str | int | float | bool]] = Field(default_factory=dict)
     model: Path
     layout: Literal["auto", "ultralytics", "yolox", "end2end"] = "auto"
     conf_threshold: float = Field(0.25, gt=0.0, le=1.0)
@@ -360,6 +410,68 @@ class DetectStageConfig(StrictModel):
     max_wait_ms: float = Field(0.0, ge=0.0, le=10_000.0)
     slicing: SlicingConfig | None = None
     queue: QueueConfig | None = None
+
+    @model_validator(mode="after")
+    def _check_backend(self) -> DetectStageConfig:
+        b = self.backend
+        if b == "onnxruntime":
+            if self.precision != "fp32":
+                raise ValueError(
+                    f"precision: {self.precision} needs backend tensorrt or torch; "
+                    "onnxruntime runs the model's own precision (for FP16 on its TensorRT "
+                    "provider set provider_options: {TensorrtExecutionProvider: "
+                    "{trt_fp16_enable: true}})"
+                )
+            _check_providers(self.providers, self.provider_options)
+            if self.device != "cpu" and not set(self.providers) & set(GPU_PROVIDERS):
+                raise ValueError(
+                    f"device: {self.device} with backend onnxruntime needs a GPU execution "
+                    f"provider in providers ({', '.join(GPU_PROVIDERS)})"
+                )
+        else:
+            if self.providers != ["CPUExecutionProvider"] or self.provider_options:
+                raise ValueError(f"providers: apply to backend onnxruntime only, not {b}")
+        if b == "tensorrt" and not self.device.startswith("cuda"):
+            raise ValueError("device: backend tensorrt needs device cuda or cuda:N")
+        if b == "torch":
+            if self.precision == "int8":
+                raise ValueError("precision: int8 needs backend tensorrt (torch: fp32 or fp16)")
+            if self.precision == "fp16" and not self.device.startswith("cuda"):
+                raise ValueError("precision: fp16 on backend torch needs device cuda[:N]")
+        if b != "tensorrt":
+            for f in ("engine_cache_dir", "workspace_mib", "calibration", "accuracy_gate"):
+                if getattr(self, f) is not None:
+                    raise ValueError(f"{f}: applies to backend tensorrt only, not {b}")
+        if self.precision == "int8" and self.calibration is None:
+            raise ValueError(
+                "calibration: an int8 engine needs calibration frames: "
+                "calibration: {video: clip.mp4, frames: 200}"
+            )
+        if self.precision != "int8":
+            for f in ("calibration", "accuracy_gate"):
+                if getattr(self, f) is not None:
+                    raise ValueError(f"{f}: applies to precision int8 only")
+        if self.preprocess == "gpu" and self.slicing is not None:
+            raise ValueError("preprocess: gpu is not supported with slicing (use cpu)")
+        return self
+
+
+def _check_providers(
+    providers: list[str], options: dict[str, dict[str, str | int | float | bool]]
+) -> None:
+    """Provider names must be ones ONNX Runtime knows (installed or not)."""
+    import onnxruntime as ort
+
+    known = list(ort.get_all_providers())
+    for i, p in enumerate(providers):
+        if p not in known:
+            raise ValueError(
+                f"providers[{i}]: unknown ONNX Runtime execution provider {p!r}; known: "
+                f"{', '.join(known)}"
+            )
+    for p in options:
+        if p not in providers:
+            raise ValueError(f"provider_options: {p!r} is not in providers {providers}")
 
 
 class ByteTrackConfig(StrictModel):

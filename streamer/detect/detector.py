@@ -203,6 +203,7 @@ class YoloDetector:
         providers: Sequence[ProviderSpec] = ("CPUExecutionProvider",),
         intra_op_threads: int | None = None,
         allow_spinning: bool = False,
+        parallel_runs: int = 1,
         **kwargs: Any,
     ) -> YoloDetector:
         """Build a detector on an :class:`OnnxRuntimeBackend`.
@@ -212,6 +213,9 @@ class YoloDetector:
             providers: ONNX Runtime execution providers, in priority order.
             intra_op_threads: ONNX Runtime intra-op threads (None: its default).
             allow_spinning: Let ONNX Runtime worker threads busy-wait (default off).
+            parallel_runs: Fixed-batch chunks of one batch run at once (see
+                :class:`OnnxRuntimeBackend`); e.g. the tiles of a
+                :class:`~streamer.slicing.SlicedDetector` frame on a batch-1 model.
             **kwargs: Passed to :class:`YoloDetector` (``layout``, thresholds, ...).
 
         Raises:
@@ -222,6 +226,7 @@ class YoloDetector:
             providers=providers,
             intra_op_threads=intra_op_threads,
             allow_spinning=allow_spinning,
+            parallel_runs=parallel_runs,
         )
         return cls(backend, **kwargs)
 

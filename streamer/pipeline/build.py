@@ -31,7 +31,7 @@ from streamer.config.schema import (
     ZeroMqSinkConfig,
 )
 from streamer.detect.detector import YoloDetector
-from streamer.detect.onnx_backend import OnnxRuntimeBackend
+from streamer.detect.device_detector import DevicePreprocessDetector
 from streamer.errors import ConfigError
 from streamer.pipeline.runner import EdgeSpec, Pipeline
 from streamer.pipeline.stage import Source, Stage
@@ -65,7 +65,7 @@ class BuiltPipeline:
     """
 
     pipeline: Pipeline
-    detector: YoloDetector | SlicedDetector | AdaptiveSlicedDetector
+    detector: YoloDetector | SlicedDetector | AdaptiveSlicedDetector | DevicePreprocessDetector
     run_dir: Path
     preview: PreviewHub | None = None
 
@@ -89,9 +89,9 @@ def make_detector(cfg: DetectStageConfig, index: int = 0) -> YoloDetector:
         BackendError: the model cannot be loaded or its output layout is unknown.
         ConfigError: a class in ``classes`` is not one of the model's classes.
     """
-    backend = OnnxRuntimeBackend(
-        cfg.model, providers=tuple(cfg.providers), intra_op_threads=cfg.intra_op_threads
-    )
+    from streamer.pipeline.engines import make_backend
+
+    backend = make_backend(cfg)
     detector = YoloDetector(
         backend,
         layout=cfg.layout,
@@ -145,15 +145,18 @@ def tracker_class(tracker_type: str) -> Callable[..., Tracker]:
 
 def make_frame_detector(
     cfg: DetectStageConfig, index: int = 0
-) -> YoloDetector | SlicedDetector | AdaptiveSlicedDetector:
+) -> YoloDetector | SlicedDetector | AdaptiveSlicedDetector | DevicePreprocessDetector:
     """The detector of a ``detect`` stage, wrapped for slicing when it has a
-    ``slicing:`` block (and for adaptive slicing when that block has ``adaptive:``).
+    ``slicing:`` block (and for adaptive slicing when that block has ``adaptive:``),
+    or for device preprocessing with ``preprocess: gpu`` (torch on ``device``).
 
     Raises:
         BackendError: the model cannot be loaded or its output layout is unknown.
         ConfigError: a bad class filter or slicing parameter (named by YAML path).
     """
     base = make_detector(cfg, index)
+    if cfg.preprocess == "gpu":  # the schema rules out slicing with it
+        return DevicePreprocessDetector(base, device=cfg.device)
     if cfg.slicing is None:
         return base
     sl = cfg.slicing

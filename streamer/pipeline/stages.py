@@ -88,7 +88,9 @@ class DetectStage(BaseStage):
             if p.input_tensor is None:
                 raise RuntimeError("packet reached detection without an input tensor")
             tensors.append(p.input_tensor)
-        if tensors[0].ndim == 4:  # sliced: each packet brings a batch of tiles
+        if not isinstance(tensors[0], np.ndarray):  # torch tensors (preprocess: gpu)
+            batch = _stack_device(tensors)
+        elif tensors[0].ndim == 4:  # sliced: each packet brings a batch of tiles
             batch = np.concatenate(tensors) if len(tensors) > 1 else tensors[0]
         else:
             batch = np.stack(tensors) if len(tensors) > 1 else tensors[0][None]
@@ -98,6 +100,13 @@ class DetectStage(BaseStage):
             p.detections = dets
             p.input_tensor = None  # release the tensor as soon as it is used
         return packets
+
+
+def _stack_device(tensors: list[Any]) -> Any:
+    """Batch ``(3, H, W)`` torch tensors on their device (no copy back to the host)."""
+    import torch
+
+    return torch.stack(tensors) if len(tensors) > 1 else tensors[0][None]
 
 
 class TrackStage(BaseStage):
