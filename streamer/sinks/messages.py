@@ -32,6 +32,12 @@ Event message (``"schema": "streamer.event/1"``)::
 
 An event's ``timestamp``/``wall_time_s`` is the wall clock when the sink built
 the message (events carry no capture time).
+
+Optional ``"tags"`` (both message kinds, same version: consumers ignore keys they do
+not know): a flat object of who produced the message, set by the sink's ``tags``
+argument. ``streamer fleet`` sets ``{"fleet": ..., "camera": ..., "node": <Ray node
+id>, "host": ..., "attempt": <restarts so far>}``; a plain ``streamer run`` sends no
+``tags``.
 """
 
 from __future__ import annotations
@@ -54,12 +60,15 @@ FORMATS: tuple[MessageFormat, ...] = ("json", "msgpack")
 _JSON_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def frame_message(packet: Packet, class_names: Sequence[str]) -> dict[str, Any]:
+def frame_message(
+    packet: Packet, class_names: Sequence[str], tags: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Return the frame message of one packet (layout in the module docstring).
 
     Args:
         packet: A packet after detection and/or tracking.
         class_names: Detector class names indexed by ``class_id``.
+        tags: Added under ``"tags"`` (the last key) when not empty.
 
     Returns:
         A dict of plain Python values (str, int, float, None, list, dict), keys in
@@ -75,15 +84,20 @@ def frame_message(packet: Packet, class_names: Sequence[str]) -> dict[str, Any]:
     if analytics is not None and "analytics" not in message:
         message["analytics"] = analytics
     # -----------------------------------------------------------------------------
+    if tags:
+        message["tags"] = dict(tags)
     return message
 
 
-def event_message(event: Event, wall_ns: int | None = None) -> dict[str, Any]:
+def event_message(
+    event: Event, wall_ns: int | None = None, tags: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Return the event message of a stream event (layout in the module docstring).
 
     Args:
         event: A :class:`StreamStart`, :class:`StreamEnd` or :class:`StreamGap`.
         wall_ns: Wall clock of the message, ``time.time_ns()``; now when None.
+        tags: Added under ``"tags"`` (the last key) when not empty.
 
     Returns:
         A dict of plain Python values, keys in schema order.
@@ -122,6 +136,8 @@ def event_message(event: Event, wall_ns: int | None = None) -> dict[str, Any]:
         message.update(frames=event.frames, error=event.error)
     else:
         message["missing_frames"] = event.missing_frames
+    if tags:
+        message["tags"] = dict(tags)
     return message
 
 

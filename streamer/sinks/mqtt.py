@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -78,6 +78,8 @@ class MqttSink:
         flush_timeout_s: Longest time ``close`` waits for outstanding
             acknowledgements, seconds.
         fmt: Payload encoding, ``"json"`` or ``"msgpack"``.
+        tags: Added to every message under ``"tags"`` (e.g. camera and node in a
+            fleet); the public attribute ``tags`` may be set before the first write.
 
     Raises:
         SinkError: if an argument is out of range or the format is unavailable.
@@ -107,6 +109,7 @@ class MqttSink:
         connect_wait_s: float = 1.0,
         flush_timeout_s: float = 5.0,
         fmt: str = "json",
+        tags: Mapping[str, Any] | None = None,
     ) -> None:
         if not host:
             raise SinkError(f"{_NAME}: host must not be empty")
@@ -150,6 +153,7 @@ class MqttSink:
         self.connect_wait_s = connect_wait_s
         self.flush_timeout_s = flush_timeout_s
         self.fmt = fmt
+        self.tags: dict[str, Any] | None = dict(tags) if tags else None
         self._encode = make_encoder(fmt, _NAME)
 
         self._client: mqtt.Client | None = None
@@ -292,7 +296,8 @@ class MqttSink:
             SinkError: if the source was not opened or the sink is closed.
         """
         client, topics = self._target(packet.source_id, f"frame {packet.seq}")
-        payload = self._encode(frame_message(packet, self._class_names[packet.source_id]))
+        names = self._class_names[packet.source_id]
+        payload = self._encode(frame_message(packet, names, self.tags))
         self._publish(client, topics[0], payload)
 
     def write_event(self, event: Event) -> None:
@@ -302,7 +307,7 @@ class MqttSink:
             SinkError: if the source was not opened or the sink is closed.
         """
         client, topics = self._target(event.source_id, type(event).__name__)
-        self._publish(client, topics[1], self._encode(event_message(event)))
+        self._publish(client, topics[1], self._encode(event_message(event, tags=self.tags)))
 
     def _target(self, source_id: str, what: str) -> tuple[mqtt.Client, tuple[str, str]]:
         topics = self._topics.get(source_id)

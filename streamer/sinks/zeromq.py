@@ -57,7 +57,7 @@ import errno
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -134,6 +134,8 @@ class ZmqSink:
         linger_ms: On ``close``, how long queued messages may still be flushed to
             connected peers, milliseconds; then they are discarded.
         curve: CURVE key files, or None for no security.
+        tags: Added to every message under ``"tags"`` (e.g. camera and node in a
+            fleet); the public attribute ``tags`` may be set before the first write.
 
     Raises:
         SinkError: if an argument is out of range, the format is unavailable, or
@@ -158,6 +160,7 @@ class ZmqSink:
         send_timeout_ms: int = 100,
         linger_ms: int = 1000,
         curve: CurveKeys | None = None,
+        tags: Mapping[str, Any] | None = None,
     ) -> None:
         if mode not in ("pub", "push"):
             raise SinkError(f"{_NAME}: mode must be 'pub' or 'push', got {mode!r}")
@@ -190,6 +193,7 @@ class ZmqSink:
         self.send_timeout_ms = send_timeout_ms
         self.linger_ms = linger_ms
         self.curve = curve
+        self.tags: dict[str, Any] | None = dict(tags) if tags else None
         self._encode = make_encoder(fmt, _NAME)
 
         self._ctx: zmq.Context[zmq.Socket[bytes]] | None = None
@@ -356,7 +360,8 @@ class ZmqSink:
                 fails for another reason than a full queue.
         """
         sock, topic = self._target(packet.source_id, f"frame {packet.seq}")
-        payload = self._encode(frame_message(packet, self._class_names[packet.source_id]))
+        names = self._class_names[packet.source_id]
+        payload = self._encode(frame_message(packet, names, self.tags))
         self._send(sock, topic, payload, wait=self.mode == "push" and not self._waiting_disabled)
 
     def write_event(self, event: Event) -> None:
@@ -368,7 +373,7 @@ class ZmqSink:
                 fails for another reason than a full queue.
         """
         sock, topic = self._target(event.source_id, type(event).__name__)
-        self._send(sock, topic, self._encode(event_message(event)), wait=True)
+        self._send(sock, topic, self._encode(event_message(event, tags=self.tags)), wait=True)
 
     def _target(self, source_id: str, what: str) -> tuple[zmq.Socket[bytes], bytes]:
         topic = self._topics.get(source_id)
