@@ -89,17 +89,9 @@ def make_detector(cfg: DetectStageConfig, index: int = 0) -> YoloDetector:
         BackendError: the model cannot be loaded or its output layout is unknown.
         ConfigError: a class in ``classes`` is not one of the model's classes.
     """
-    from streamer.pipeline.engines import make_backend
+    from streamer.pipeline.engines import make_backend, yolo_detector
 
-    backend = make_backend(cfg)
-    detector = YoloDetector(
-        backend,
-        layout=cfg.layout,
-        conf_threshold=cfg.conf_threshold,
-        iou_threshold=cfg.iou_threshold,
-        class_names=cfg.class_names,
-        max_detections=cfg.max_detections,
-    )
+    detector = yolo_detector(cfg, make_backend(cfg))
     if cfg.classes is not None:
         names = detector.class_names
         ids: set[int] = set()

@@ -71,7 +71,8 @@ def _probe(cfg: DetectStageConfig) -> OnnxRuntimeBackend:
     return OnnxRuntimeBackend(cfg.model, providers=("CPUExecutionProvider",), intra_op_threads=1)
 
 
-def _detector(cfg: DetectStageConfig, backend: InferenceBackend) -> YoloDetector:
+def yolo_detector(cfg: DetectStageConfig, backend: InferenceBackend) -> YoloDetector:
+    """The stage's :class:`YoloDetector` (layout, thresholds, names) around ``backend``."""
     return YoloDetector(
         backend,
         layout=cfg.layout,
@@ -214,7 +215,7 @@ def ensure_engine(
     facts = facts or detect_machine_facts(_device_index(cfg.device))
     cache = cache or EngineCache(cfg.engine_cache_dir or default_cache_dir())
     probe = _probe(cfg)
-    layout = _detector(cfg, probe).layout
+    layout = yolo_detector(cfg, probe).layout
     calib_key = _calibration_key(cfg, probe, layout) if cfg.precision == "int8" else None
     spec = engine_spec(cfg, probe, calibration_sha256=calib_key)
 
@@ -223,7 +224,7 @@ def ensure_engine(
         if spec.precision == "int8":
             assert cfg.calibration is not None
             frames = sample_frames(cfg.calibration.video, cfg.calibration.frames)
-            det = _detector(cfg, probe)
+            det = yolo_detector(cfg, probe)
             calibration = np.stack([det.preprocess(f)[0] for f in frames])
         if on_build is not None:
             on_build(
@@ -299,13 +300,13 @@ def _apply_gate(
             on_build=on_build,
         )
         meta = dict(probe.metadata)
-        ref = _detector(
+        ref = yolo_detector(
             cfg,
             TensorRTBackend(
                 fp16.entry.read_plan(), device=cfg.device, name=spec.model_name, metadata=meta
             ),
         )
-        cand = _detector(
+        cand = yolo_detector(
             cfg,
             TensorRTBackend(
                 entry.read_plan(), device=cfg.device, name=spec.model_name, metadata=meta
