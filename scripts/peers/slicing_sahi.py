@@ -1,24 +1,28 @@
 """SAHI sliced inference with our ONNX detector (runs in the sahi venv).
 
-Started by ``scripts/bench_slicing.py``::
+Started by ``scripts/bench_slicing.py``, one fresh process per round::
 
-    <sahi-venv>/bin/python scripts/peers/slicing_sahi.py REQUEST.json RESULT.json
+    <sahi-venv>/bin/python scripts/peers/slicing_sahi.py REQUEST.json
 
 ``REQUEST.json``::
 
     {"repo": "/work/main",                    # put on sys.path: our detector code
      "model": "/path/model.onnx", "intra_op_threads": 2, "conf": 0.25,
+     "allow_spinning": false,                 # optional, default false
      "tile_wh": [640, 640], "overlap_ratio": 0.2,
      "postprocess": {"type": "GREEDYNMM", "metric": "IOS", "threshold": 0.5,
                      "class_agnostic": false},
      "warmup_image": "/path/img.png" or null,  # one untimed call first
      "images": [{"name": "terrain1", "path": "/path/terrain1.jpg"}, ...]}
 
-``RESULT.json``::
-
-    {"peer": "sahi", "versions": {...}, "params": {...},
-     "images": {name: {"seconds": s, "inferences": n,
-                       "dets": [[x1, y1, x2, y2, score, class_id], ...]}}}
+Protocol (the same as ``bench_slicing.py --serve``): the process loads the model,
+decodes every image, runs the warm-up call, then writes one line
+``@@ {"ready": true, "peer": "sahi", "versions": {...}, "params": {...}}`` on
+stdout. For each line ``i`` it reads on stdin it runs image ``i`` of the request and
+writes ``@@ {"seconds": s, "cpu_seconds": c, "inferences": n,
+"dets": [[x1, y1, x2, y2, score, class_id], ...]}`` (``cpu_seconds``: the process's
+CPU time, all threads, over the same call). It exits at the end of stdin. Other
+stdout lines are ignored by the reader.
 
 The model is a :class:`sahi.models.base.DetectionModel` subclass whose
 ``perform_inference`` calls our ``streamer.detect.YoloDetector`` (imported from
@@ -43,8 +47,8 @@ from _common import versions
 
 
 def main() -> int:
-    if len(sys.argv) != 3:
-        print(f"usage: {sys.argv[0]} REQUEST.json RESULT.json", file=sys.stderr)
+    if len(sys.argv) != 2:
+        print(f"usage: {sys.argv[0]} REQUEST.json", file=sys.stderr)
         return 2
     request = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
     sys.path.insert(0, str(request["repo"]))
@@ -58,6 +62,7 @@ def main() -> int:
     detector = YoloDetector.from_onnx(
         request["model"],
         intra_op_threads=int(request["intra_op_threads"]),
+        allow_spinning=bool(request.get("allow_spinning", False)),
         conf_threshold=float(request["conf"]),
     )
 
@@ -129,33 +134,49 @@ def main() -> int:
         "verbose": 0,
     }
 
-    def run(image: np.ndarray) -> tuple[float, int, list[list[float]]]:
+    def run(image: np.ndarray) -> dict[str, Any]:
         before = StreamerOnnxModel.calls
+        cpu = time.process_time()
         start = time.perf_counter()
         result = get_sliced_prediction(image, model, **params)
         seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu
         rows = [
             [*p.bbox.to_xyxy(), float(p.score.value), float(p.category.id)]
             for p in result.object_prediction_list
         ]
-        return seconds, StreamerOnnxModel.calls - before, rows
+        return {
+            "seconds": seconds,
+            "cpu_seconds": cpu,
+            "inferences": StreamerOnnxModel.calls - before,
+            "dets": rows,
+        }
 
-    if request.get("warmup_image"):
-        run(cv2.imread(str(request["warmup_image"]), cv2.IMREAD_COLOR))
-    out: dict[str, Any] = {
-        "peer": "sahi",
-        "versions": versions(["sahi", "onnxruntime", "numpy", "opencv-python", "shapely"]),
-        "params": {k: v for k, v in params.items() if k != "verbose"},
-        "images": {},
-    }
-    for item in request["images"]:
+    images = []
+    for item in request["images"]:  # decoded before any clock starts
         image = cv2.imread(str(item["path"]), cv2.IMREAD_COLOR)
         if image is None:
             raise FileNotFoundError(item["path"])
-        seconds, calls, rows = run(image)
-        out["images"][item["name"]] = {"seconds": seconds, "inferences": calls, "dets": rows}
-    Path(sys.argv[2]).write_text(json.dumps(out), encoding="utf-8")
+        images.append(image)
+    if request.get("warmup_image"):
+        run(cv2.imread(str(request["warmup_image"]), cv2.IMREAD_COLOR))
+    send(
+        {
+            "ready": True,
+            "peer": "sahi",
+            "versions": versions(["sahi", "onnxruntime", "numpy", "opencv-python", "shapely"]),
+            "params": {k: v for k, v in params.items() if k != "verbose"},
+        }
+    )
+    for line in sys.stdin:
+        send(run(images[int(line)]))
     return 0
+
+
+def send(obj: dict[str, Any]) -> None:
+    """One protocol line on stdout."""
+    sys.stdout.write("@@ " + json.dumps(obj) + "\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

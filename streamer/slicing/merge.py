@@ -280,11 +280,16 @@ def merge_detections(
     keep, members = _run(dets.xyxy, dets.confidence, dets.class_id, metric, threshold, class_aware)
     if method == "nms":
         return dets.select(keep)
+    # Union box and maximum confidence of each group, in one vector step: the groups
+    # (never empty: a kept box is its own first member) laid end to end, reduced
+    # per group with ``reduceat``.
+    sizes = np.fromiter((len(m) for m in members), np.int64, len(members))
+    starts = np.zeros(len(members), np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    rows = np.concatenate(members)
+    boxes = dets.xyxy[rows]
     xyxy = np.empty((len(keep), 4), np.float32)
-    conf = np.empty((len(keep),), np.float32)
-    for j, mem in enumerate(members):
-        b = dets.xyxy[mem]
-        xyxy[j, :2] = b[:, :2].min(axis=0)
-        xyxy[j, 2:] = b[:, 2:].max(axis=0)
-        conf[j] = dets.confidence[mem].max()
+    xyxy[:, :2] = np.minimum.reduceat(boxes[:, :2], starts, axis=0)
+    xyxy[:, 2:] = np.maximum.reduceat(boxes[:, 2:], starts, axis=0)
+    conf = np.maximum.reduceat(dets.confidence[rows], starts).astype(np.float32)
     return Detections(xyxy, conf, dets.class_id[keep])

@@ -20,13 +20,7 @@ import numpy.typing as npt
 from streamer.detect.detector import YoloDetector
 from streamer.preprocess.letterbox import Letterbox
 from streamer.slicing.grid import auto_tile_wh, tile_grid
-from streamer.slicing.merge import (
-    MatchMetric,
-    MergeMethod,
-    concat_detections,
-    merge_detections,
-    offset_detections,
-)
+from streamer.slicing.merge import MatchMetric, MergeMethod, merge_detections
 from streamer.types import Detections
 
 __all__ = ["SlicePlan", "SlicedDetector", "SlicedStats"]
@@ -41,7 +35,9 @@ class SlicedStats:
         tiles_last_frame: Tiles cut from the last frame (the full-frame pass excluded).
         batch_last_frame: Images in the last frame's batch (tiles + full frame).
         detections_before_merge: Detections of the last frame before merging.
-        inference_calls: ``detector.infer`` calls so far (one per frame).
+        inference_calls: Inference passes so far: one per :meth:`infer` call (which
+            may hold several frames' batches) and one per :meth:`__call__` frame
+            (which a fixed-batch model runs chunk by chunk).
         images_inferred: Images sent to the model so far (sum of batch sizes).
         tiles_total: Tiles cut so far (the full-frame passes excluded).
     """
@@ -80,23 +76,57 @@ class SlicePlan:
         return len(self.tiles) + int(self.run_full)
 
 
+def _to_frame(per_image: Sequence[Detections], tiles: npt.NDArray[np.int32]) -> Detections:
+    """Concatenate per-row detections (tiles, then the full frame if present) in row
+    order, tile boxes shifted by their tile origin into frame pixels.
+
+    Same values as :func:`~streamer.slicing.merge.offset_detections` per tile followed
+    by :func:`~streamer.slicing.merge.concat_detections` (sum in float64, rounded once
+    to float32), in one vector step.
+    """
+    if not per_image:
+        return Detections.empty()
+    counts = [len(d) for d in per_image]
+    offsets = np.zeros((len(per_image), 4), np.float64)
+    offsets[: len(tiles)] = tiles[:, [0, 1, 0, 1]]
+    xyxy = np.concatenate([d.xyxy for d in per_image]).reshape(-1, 4).astype(np.float64)
+    xyxy += np.repeat(offsets, counts, axis=0)
+    return Detections(
+        xyxy.astype(np.float32),
+        np.concatenate([d.confidence for d in per_image]),
+        np.concatenate([d.class_id for d in per_image]),
+    )
+
+
 class SlicedDetector:
     """Detects small objects by running a detector on overlapping tiles of the frame.
 
     Per frame: the tile grid (cached per frame size) is cut from the frame as views
     (no copy); each tile, and the whole frame when ``full_frame``, is letterboxed
-    with ``detector.preprocess`` straight into one row of a ``(T [+ 1], 3, in_h,
-    in_w) float32`` batch; the batch goes to **one** ``detector.infer`` call;
-    ``detector.postprocess`` decodes each row into the pixels of its tile (with the
-    detector's own confidence threshold and per-tile NMS); tile boxes are offset by
-    the tile origin into frame pixels, concatenated in tile order (full frame last),
-    and merged.
+    with ``detector.preprocess`` straight into one row of a ``float32`` model batch;
+    the model runs; ``detector.postprocess`` decodes each row into the pixels of its
+    tile (with the detector's own confidence threshold and per-tile NMS); tile boxes
+    are offset by the tile origin into frame pixels, concatenated in tile order
+    (full frame last), and merged.
 
-    Per backend: a model with a dynamic batch runs the whole batch in one session
-    call. A model with a fixed batch ``k`` (``backend.fixed_batch``, e.g. 1 for a
-    static export) is run by the backend in chunks of ``k`` (the last chunk
-    zero-padded), i.e. tile by tile for ``k = 1``; the result is the same, only
-    slower. Either way this class makes one ``infer`` call per frame.
+    How :meth:`__call__` runs the model depends on the backend:
+
+    * dynamic batch: all rows of the frame in **one** ``(T [+ 1], 3, in_h, in_w)``
+      batch, one session run, into a batch buffer kept for the next frame;
+    * fixed batch ``k`` (``backend.fixed_batch``, e.g. 1 for a static export): one
+      ``k``-row chunk at a time (the last one zero-padded) is letterboxed into a
+      kept ``k``-row buffer, run and decoded, so a frame never holds more than a
+      chunk's input and outputs (with ``k = 1`` the same memory as a plain detector
+      call per tile: a whole 9-tile batch and its outputs would be ~70 MB, and in
+      a fresh process touching new memory cost ~2 ms/MB on the VMs measured).
+      When the backend has ``map_runs`` (``OnnxRuntimeBackend`` with
+      ``parallel_runs > 1``), that many chunks run at once.
+
+    Either way the detections are the same, value for value, and the frame counts
+    as one inference call. The phases API (:meth:`preprocess` → :meth:`infer` →
+    :meth:`postprocess`, used by pipelines that run the phases in different
+    threads) always makes the whole batch: :meth:`preprocess` returns a new array,
+    which its caller owns, and the backend runs it (in chunks for a fixed batch).
 
     When the grid is a single tile equal to the whole frame (frame no larger than
     the tile), the full-frame pass would repeat it and is skipped.
@@ -125,8 +155,11 @@ class SlicedDetector:
             frame size is not needed, otherwise on the first frame).
 
     Thread-safety: ``__call__`` may run concurrently from several threads (the
-    detector is thread-safe; the grid cache and the counters are guarded by a lock).
+    detector is thread-safe; the grid cache, the kept buffers and the counters are
+    guarded by a lock; a buffer belongs to one call or chunk at a time).
     """
+
+    _MAX_FREE_BUFFERS = 4  # kept between calls: one per concurrent call or chunk
 
     def __init__(
         self,
@@ -158,6 +191,7 @@ class SlicedDetector:
         self._grids: dict[tuple[int, int], npt.NDArray[np.int32]] = {}
         self._lock = threading.Lock()
         self._stats = SlicedStats()
+        self._free: list[npt.NDArray[np.float32]] = []  # batch buffers kept by __call__
 
     @property
     def detector(self) -> YoloDetector:
@@ -201,22 +235,53 @@ class SlicedDetector:
         Raises:
             ValueError: if the image is not ``(H, W, 3)``.
         """
+        tiles, run_full = self._rows(image_bgr)
+        n = len(tiles) + int(run_full)
+        in_w, in_h = self._detector.input_wh
+        batch = np.empty((n, 3, in_h, in_w), np.float32)
+        return batch, self._fill(image_bgr, tiles, run_full, batch)
+
+    def _rows(self, image_bgr: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.int32], bool]:
+        """The frame's tiles and whether the full-frame pass runs."""
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
             raise ValueError(f"image must be (H, W, 3) uint8, got {tuple(image_bgr.shape)}")
         h, w = image_bgr.shape[:2]
         tiles = self.tiles_for((w, h))
         whole = len(tiles) == 1 and tuple(tiles[0]) == (0, 0, w, h)
-        run_full = self._full_frame and not whole
-        n = len(tiles) + int(run_full)
-        in_w, in_h = self._detector.input_wh
-        batch = np.empty((n, 3, in_h, in_w), np.float32)
-        letterboxes = []
-        for i, (x1, y1, x2, y2) in enumerate(tiles):
-            view = image_bgr[y1:y2, x1:x2]  # a view, no copy
-            letterboxes.append(self._detector.preprocess(view, out=batch[i])[1])
+        return tiles, self._full_frame and not whole
+
+    def _fill(
+        self,
+        image_bgr: npt.NDArray[np.uint8],
+        tiles: npt.NDArray[np.int32],
+        run_full: bool,
+        batch: npt.NDArray[np.float32],
+    ) -> SlicePlan:
+        """Letterbox each tile (views of the frame, no copy), then the frame, into
+        the rows of ``batch``."""
+        pre = self._detector.preprocess
+        letterboxes = [
+            pre(image_bgr[y1:y2, x1:x2], out=batch[i])[1]
+            for i, (x1, y1, x2, y2) in enumerate(tiles.tolist())
+        ]
         if run_full:
-            letterboxes.append(self._detector.preprocess(image_bgr, out=batch[n - 1])[1])
-        return batch, SlicePlan(tiles, tuple(letterboxes), run_full)
+            letterboxes.append(pre(image_bgr, out=batch[len(tiles)])[1])
+        return SlicePlan(tiles, tuple(letterboxes), run_full)
+
+    def _take_buffer(self, n: int) -> npt.NDArray[np.float32]:
+        """A kept batch buffer with at least ``n`` rows, or a new one."""
+        with self._lock:
+            for i, buf in enumerate(self._free):
+                if buf.shape[0] >= n:
+                    return self._free.pop(i)
+        in_w, in_h = self._detector.input_wh
+        return np.empty((n, 3, in_h, in_w), np.float32)
+
+    def _keep_buffer(self, buf: npt.NDArray[np.float32]) -> None:
+        with self._lock:
+            self._free.append(buf)
+            if len(self._free) > self._MAX_FREE_BUFFERS:
+                del self._free[min(range(len(self._free)), key=lambda i: len(self._free[i]))]
 
     def infer(self, batch: npt.NDArray[np.float32]) -> list[np.ndarray]:
         """Run the wrapped detector's backend on a batch from :meth:`preprocess` (or
@@ -238,40 +303,19 @@ class SlicedDetector:
         """
         results = []
         start = 0
-        for plan in plans:
+        for i, plan in enumerate(plans):
             n = plan.batch_size
             part = [o[start : start + n] for o in outputs]
             start += n
             per_image = self._detector.postprocess(part, list(plan.letterboxes))
-            k = len(plan.tiles)
-            parts = [
-                offset_detections(d, (float(t[0]), float(t[1])))
-                for d, t in zip(per_image[:k], plan.tiles, strict=True)
-            ]
-            if plan.run_full:
-                parts.append(per_image[-1])
-            merged_in = concat_detections(parts)
-            results.append(
-                merge_detections(
-                    merged_in, self._merge, self._metric, self._threshold, self._class_aware
-                )
-            )
-            with self._lock:
-                s = self._stats
-                self._stats = SlicedStats(
-                    frames=s.frames + 1,
-                    tiles_last_frame=k,
-                    batch_last_frame=n,
-                    detections_before_merge=len(merged_in),
-                    inference_calls=s.inference_calls + (1 if plan is plans[0] else 0),
-                    images_inferred=s.images_inferred + n,
-                    tiles_total=s.tiles_total + k,
-                )
+            # One inference call ran all plans of the batch: count it once.
+            results.append(self._merge_frame(per_image, plan, count_call=i == 0))
         return results
 
     def __call__(self, image_bgr: npt.NDArray[np.uint8]) -> Detections:
-        """Detect in one ``(H, W, 3) uint8`` BGR frame: :meth:`preprocess`, one
-        :meth:`infer` call, :meth:`postprocess`.
+        """Detect in one ``(H, W, 3) uint8`` BGR frame: the same detections as
+        :meth:`preprocess` → :meth:`infer` → :meth:`postprocess`, with less memory
+        (see the class docstring: kept buffers; chunk by chunk on a fixed batch).
 
         Returns:
             Merged :class:`Detections`, ``xyxy`` float32 in frame pixels (inside the
@@ -281,8 +325,78 @@ class SlicedDetector:
             ValueError: if the image is not ``(H, W, 3)``.
             BackendError: if inference fails.
         """
-        batch, plan = self.preprocess(image_bgr)
-        return self.postprocess(self.infer(batch), [plan])[0]
+        tiles, run_full = self._rows(image_bgr)
+        n = len(tiles) + int(run_full)
+        k = self._detector.backend.fixed_batch
+        if k is not None and n > k:
+            per_image = self._streamed(image_bgr, tiles, run_full, k)
+            plan = SlicePlan(tiles, (), run_full)
+            return self._merge_frame(per_image, plan)
+        buf = self._take_buffer(n)
+        try:
+            batch = buf[:n]
+            plan = self._fill(image_bgr, tiles, run_full, batch)
+            outputs = self.infer(batch)  # new arrays: the buffer is free again
+        finally:
+            self._keep_buffer(buf)
+        return self.postprocess(outputs, [plan])[0]
+
+    def _streamed(
+        self,
+        image_bgr: npt.NDArray[np.uint8],
+        tiles: npt.NDArray[np.int32],
+        run_full: bool,
+        k: int,
+    ) -> list[Detections]:
+        """Per-row detections of a frame on a fixed-batch-``k`` model, chunk by chunk:
+        each chunk is letterboxed into a kept ``k``-row buffer, run and decoded before
+        the next needs memory (``backend.map_runs`` runs several chunks at once when
+        the backend offers it)."""
+        views = [image_bgr[y1:y2, x1:x2] for x1, y1, x2, y2 in tiles.tolist()]
+        if run_full:
+            views.append(image_bgr)
+        chunks = [views[i : i + k] for i in range(0, len(views), k)]
+        det = self._detector
+
+        def run_chunk(chunk: list[npt.NDArray[np.uint8]]) -> list[Detections]:
+            buf = self._take_buffer(k)
+            try:
+                batch = buf[:k]
+                lbs = [det.preprocess(v, out=batch[j])[1] for j, v in enumerate(chunk)]
+                batch[len(chunk) :] = 0.0  # the padding rows of a last, short chunk
+                outputs = det.infer(batch)
+            finally:
+                self._keep_buffer(buf)
+            return det.postprocess([o[: len(chunk)] for o in outputs], lbs)
+
+        map_runs = getattr(det.backend, "map_runs", None)
+        if map_runs is not None:
+            per_chunk: list[list[Detections]] = map_runs(run_chunk, chunks)
+        else:
+            per_chunk = [run_chunk(c) for c in chunks]
+        return [d for part in per_chunk for d in part]
+
+    def _merge_frame(
+        self, per_image: Sequence[Detections], plan: SlicePlan, count_call: bool = True
+    ) -> Detections:
+        """Map one frame's per-row detections to frame pixels, merge, count."""
+        merged_in = _to_frame(per_image, plan.tiles)
+        out = merge_detections(
+            merged_in, self._merge, self._metric, self._threshold, self._class_aware
+        )
+        k = len(plan.tiles)
+        with self._lock:
+            s = self._stats
+            self._stats = SlicedStats(
+                frames=s.frames + 1,
+                tiles_last_frame=k,
+                batch_last_frame=plan.batch_size,
+                detections_before_merge=len(merged_in),
+                inference_calls=s.inference_calls + int(count_call),
+                images_inferred=s.images_inferred + plan.batch_size,
+                tiles_total=s.tiles_total + k,
+            )
+        return out
 
     @property
     def full_frame(self) -> bool:

@@ -84,3 +84,94 @@ def test_small_frame_is_one_tile_without_duplicate_pass(image: np.ndarray) -> No
         SlicedDetector(det, overlap_ratio=1.0)
     with pytest.raises(ValueError, match="method"):
         SlicedDetector(det, merge="soft")  # type: ignore[arg-type]
+
+
+def _same(a, b) -> None:
+    np.testing.assert_array_equal(a.xyxy, b.xyxy)
+    np.testing.assert_array_equal(a.confidence, b.confidence)
+    np.testing.assert_array_equal(a.class_id, b.class_id)
+
+
+def test_call_equals_phases_across_frame_sizes_and_keeps_its_buffer(image: np.ndarray) -> None:
+    """``__call__`` (kept batch buffer) gives what the three public phases give, for
+    frames of several sizes in a row, and a repeated frame size allocates no new batch."""
+    import tracemalloc
+
+    det = YoloDetector.from_onnx(require_data("models/yolov8n_int8_dynamic.onnx"))
+    sliced = SlicedDetector(det, tile_wh=(640, 640), overlap_ratio=0.2)
+    small = np.ascontiguousarray(image[:682, :1024])  # 4 tiles + full: reuses the 9-row buffer
+    for frame in (image, small, image):
+        batch, plan = sliced.preprocess(frame)
+        _same(sliced(frame), sliced.postprocess(sliced.infer(batch), [plan])[0])
+    batch_bytes = 9 * 3 * 640 * 640 * 4
+    tracemalloc.start()
+    try:
+        sliced.preprocess(image)  # allocates a fresh 9-row batch
+        _, fresh_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        sliced(image)
+        _, call_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert fresh_peak >= batch_bytes
+    assert call_peak - before < batch_bytes, (call_peak - before, batch_bytes)
+
+
+def test_parallel_runs_give_identical_detections(image: np.ndarray) -> None:
+    model = require_data("models/yolov8n_int8_dynamic.onnx")
+    seq = YoloDetector.from_onnx(model, intra_op_threads=2)
+    par = YoloDetector.from_onnx(model, intra_op_threads=1, parallel_runs=2)
+    assert par.backend.parallel_runs == 2 and seq.backend.parallel_runs == 1  # type: ignore[attr-defined]
+    kw = {"tile_wh": (640, 640), "overlap_ratio": 0.2}
+    want = SlicedDetector(seq, **kw)(image)
+    sliced = SlicedDetector(par, **kw)
+    _same(sliced(image), want)
+    assert sliced.stats.images_inferred == 9 and sliced.stats.inference_calls == 1
+    par.backend.close()  # type: ignore[attr-defined]
+    par.backend.close()  # type: ignore[attr-defined]  # idempotent
+    _same(sliced(image), want)  # the workers start again
+    par.backend.close()  # type: ignore[attr-defined]
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="parallel_runs"):
+            YoloDetector.from_onnx(model, parallel_runs=bad)  # type: ignore[arg-type]
+
+
+class _Rebatched:
+    """The real batch-1 backend presented as fixed batch ``k`` (or dynamic: None);
+    records the batch sizes it is asked to run."""
+
+    def __init__(self, inner, k: int | None) -> None:
+        self.inner, self.fixed_batch = inner, k
+        self.input_hw, self.metadata = inner.input_hw, inner.metadata
+        self.output_shapes = inner.output_shapes
+        self.sizes: list[int] = []
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        self.sizes.append(batch.shape[0])
+        return self.inner.run(batch)
+
+
+@pytest.mark.parametrize("k", [None, 1, 3])
+def test_call_runs_fixed_batches_chunk_by_chunk_with_identical_results(
+    image: np.ndarray, k: int | None
+) -> None:
+    """Dynamic batch: one run per frame; fixed batch k: k-row runs, the last one
+    zero-padded; the detections are the same either way."""
+    model = require_data("models/yolov8n_int8_dynamic.onnx")
+    ref_det = YoloDetector.from_onnx(model, conf_threshold=0.25)
+    backend = _Rebatched(ref_det.backend, k)
+    det = YoloDetector(backend, conf_threshold=0.25)
+    kw = {"tile_wh": (640, 640), "overlap_ratio": 0.2}
+    small = np.ascontiguousarray(image[:682, :1024])  # 4 tiles + full = 5 rows
+    for frame, rows in ((image, 9), (small, 5)):
+        want_batch, want_plan = SlicedDetector(ref_det, **kw).preprocess(frame)
+        want = SlicedDetector(ref_det, **kw).postprocess(ref_det.infer(want_batch), [want_plan])
+        backend.sizes.clear()
+        sliced = SlicedDetector(det, **kw)
+        _same(sliced(frame), want[0])
+        if k is None:
+            assert backend.sizes == [rows]
+        else:
+            assert backend.sizes == [k] * -(-rows // k)
+        assert sliced.stats.inference_calls == 1 and sliced.stats.images_inferred == rows

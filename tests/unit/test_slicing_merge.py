@@ -176,3 +176,23 @@ def test_offset_maps_back_exactly(d: Detections, dx: int, dy: int) -> None:
 def test_concat_keeps_order(parts: list[Detections]) -> None:
     out = concat_detections(parts)
     assert _key(out) == [row for p in parts for row in _key(p)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(d=detections(), metric=metrics, thr=thresholds, aware=st.booleans())
+def test_nmm_union_equals_per_group_loop(
+    d: Detections, metric: str, thr: float, aware: bool
+) -> None:
+    """The vectorised union step gives exactly what a loop over the groups gives."""
+    keep, members = greedy_nmm(d.xyxy, d.confidence, d.class_id, metric, thr, aware)
+    out = merge_detections(d, "nmm", metric, thr, aware)
+    want_xyxy = np.empty((len(keep), 4), np.float32)
+    want_conf = np.empty((len(keep),), np.float32)
+    for j, mem in enumerate(members):
+        want_xyxy[j, :2] = d.xyxy[mem, :2].min(axis=0)
+        want_xyxy[j, 2:] = d.xyxy[mem, 2:].max(axis=0)
+        want_conf[j] = d.confidence[mem].max()
+    assert out.xyxy.dtype == np.float32 and out.confidence.dtype == np.float32
+    np.testing.assert_array_equal(out.xyxy, want_xyxy)
+    np.testing.assert_array_equal(out.confidence, want_conf)
+    np.testing.assert_array_equal(out.class_id, d.class_id[keep])
