@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import require_data
+from conftest import require_data, restore_sigint
 
 ray = pytest.importorskip("ray", reason="Ray not installed (pip install 'streamer[fleet]')")
 
@@ -212,6 +212,7 @@ def test_cli_add_remove_and_status_while_the_fleet_runs(
         [sys.executable, "-m", "streamer.cli", "fleet", "run", str(fleet), "--address",
          cluster.address, "--keep-running", "-o", str(tmp_path / "run")],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **cluster.env},
+        preexec_fn=restore_sigint,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
