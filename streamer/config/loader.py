@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from streamer.config.schema import PipelineConfig
 from streamer.data import data_path
 from streamer.errors import ConfigError
+from streamer.redact import redact_urls
 
 _SUBST = re.compile(r"\$\{(env|data):([^}]*)\}")
 _PRESET_DIRS = {"track": "trackers", "detect": "detectors"}
@@ -291,10 +292,7 @@ def hide_secrets(text: str, secrets: list[str]) -> str:
     """Replace every value in ``secrets`` and any URL credentials in ``text`` by ``***``."""
     for secret in secrets:
         text = text.replace(secret, "***")
-    return _URL_CREDENTIALS.sub(r"\1***@", text)
-
-
-_URL_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.-]*://)[^/@\s'\"]+@", re.IGNORECASE)
+    return redact_urls(text)
 
 
 def dump_resolved(cfg: PipelineConfig) -> str:

@@ -81,7 +81,7 @@ import cv2
 import numpy as np
 
 from streamer.errors import SourceError
-from streamer.sources.rtsp import redact_url
+from streamer.redact import redact_url, redact_urls
 from streamer.types import Frame, StreamInfo
 
 log = logging.getLogger("streamer.sources.gstreamer")
@@ -114,7 +114,6 @@ OPEN_TIMEOUT_MS = 10_000
 timeout): an RTSP camera must answer and send a first keyframe within it."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"]+")
 
 
 # -- OpenCV build detection ------------------------------------------------------------
@@ -412,7 +411,7 @@ def build_preset(name: str, args: Mapping[str, Any] | None = None) -> str:
 
 def redact_pipeline(pipeline: str) -> str:
     """``pipeline`` with the credentials of every URL in it replaced by ``***``."""
-    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), pipeline)
+    return redact_urls(pipeline)
 
 
 # -- source ----------------------------------------------------------------------------

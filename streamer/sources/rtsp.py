@@ -46,39 +46,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import av
 import av.error
 import numpy as np
 
 from streamer.errors import SourceError
+from streamer.redact import redact_url
 from streamer.sources.clip import ClipWriter
 from streamer.types import Frame, StreamGap, StreamInfo
+
+__all__ = ["Backoff", "RtspSource", "redact_url", "scrub"]
 
 log = logging.getLogger("streamer.sources.rtsp")
 
 Transport = Literal["tcp", "udp"]
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with any ``user:password@`` replaced by ``***@``.
-
-    Args:
-        url: A URL, e.g. ``rtsp://admin:secret@10.0.0.5:554/stream1``.
-
-    Returns:
-        The URL without credentials, e.g. ``rtsp://***@10.0.0.5:554/stream1``; a
-        string that does not parse as a URL with credentials is returned unchanged.
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def scrub(text: str, url: str) -> str:
