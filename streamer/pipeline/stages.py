@@ -30,7 +30,9 @@ class PhasedDetector(Protocol):
 
     ``preprocess`` makes a ``(3, H, W)`` tensor for one image (or an ``(n, 3, H, W)``
     batch of its tiles) and a mapping-back object; ``infer`` runs a batch;
-    ``postprocess`` returns one :class:`~streamer.types.Detections` per image.
+    ``postprocess`` returns one :class:`~streamer.types.Detections` per image. A
+    detector may also have ``recycle(tensor)``, which :class:`DetectStage` calls
+    with each packet's tensor once inference has run, so its buffer is reused.
     """
 
     @property
@@ -95,11 +97,24 @@ class DetectStage(BaseStage):
         else:
             batch = np.stack(tensors) if len(tensors) > 1 else tensors[0][None]
         outputs = self.detector.infer(batch)
+        recycle = getattr(self.detector, "recycle", None)
+        if recycle is not None:
+            for t in tensors:
+                recycle(t)
         results = self.detector.postprocess(outputs, [p.letterbox for p in packets])
         for p, dets in zip(packets, results, strict=True):
             p.detections = dets
             p.input_tensor = None  # release the tensor as soon as it is used
         return packets
+
+    def close(self) -> None:
+        """Stop the backend's worker threads, if it has any (``parallel_runs``)."""
+        inner: Any = self.detector
+        while not hasattr(inner, "backend") and hasattr(inner, "detector"):
+            inner = inner.detector  # sliced / adaptive wrappers
+        close = getattr(getattr(inner, "backend", None), "close", None)
+        if close is not None:
+            close()
 
 
 def _stack_device(tensors: list[Any]) -> Any:

@@ -373,8 +373,7 @@ class AdaptiveSlicedDetector:
             selected = by_motion | by_dets
         chosen = tiles[selected]
         n = len(chosen) + int(run_full)
-        in_w, in_h = self._sliced.detector.input_wh
-        batch = np.empty((n, 3, in_h, in_w), np.float32)
+        batch = self._sliced.batch_buffer(n)
         letterboxes = []
         det = self._sliced.detector
         for i, (x1, y1, x2, y2) in enumerate(chosen):
@@ -395,6 +394,11 @@ class AdaptiveSlicedDetector:
                 tiles_last_frame=len(chosen),
             )
         return batch, plan
+
+    def recycle(self, batch: npt.NDArray[np.float32]) -> None:
+        """Keep a batch from :meth:`preprocess` for a later frame, after :meth:`infer`
+        (see :meth:`SlicedDetector.recycle`)."""
+        self._sliced.recycle(batch)
 
     def infer(self, batch: npt.NDArray[np.float32]) -> list[np.ndarray]:
         """Run the wrapped detector's backend on a batch from :meth:`preprocess` (or

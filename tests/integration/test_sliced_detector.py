@@ -175,3 +175,28 @@ def test_call_runs_fixed_batches_chunk_by_chunk_with_identical_results(
         else:
             assert backend.sizes == [k] * -(-rows // k)
         assert sliced.stats.inference_calls == 1 and sliced.stats.images_inferred == rows
+
+
+def test_phases_reuse_a_recycled_batch(image: np.ndarray) -> None:
+    """A batch handed back with ``recycle`` after ``infer`` is the next frame's batch
+    (no new allocation), and the detections do not change; a batch handed back twice
+    is kept once, and arrays that are not its batches are ignored."""
+    det = YoloDetector.from_onnx(require_data("models/yolov8n_int8_dynamic.onnx"))
+    sliced = SlicedDetector(det, tile_wh=(640, 640), overlap_ratio=0.2)
+    batch, plan = sliced.preprocess(image)
+    first = sliced.postprocess(sliced.infer(batch), [plan])[0]
+    sliced.recycle(batch)
+    sliced.recycle(batch)  # twice: still one kept buffer
+    sliced.recycle(np.zeros((9, 3, 320, 320), np.float32))  # not its input size
+    sliced.recycle(np.zeros((9, 3, 640, 640), np.float32)[:, :, ::2])  # a strided view
+    again, plan = sliced.preprocess(image)
+    assert np.shares_memory(again, batch)
+    _same(sliced.postprocess(sliced.infer(again), [plan])[0], first)
+    other, _ = sliced.preprocess(image)  # the kept buffer is in use: a new one
+    assert not np.shares_memory(other, again)
+    # A smaller frame takes the first rows of a kept 9-row buffer.
+    sliced.recycle(again)
+    small = np.ascontiguousarray(image[:682, :1024])  # 4 tiles + full
+    part, plan = sliced.preprocess(small)
+    assert part.shape[0] == 5 and np.shares_memory(part, again)
+    _same(sliced.postprocess(sliced.infer(part), [plan])[0], sliced(small))
