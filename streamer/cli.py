@@ -453,6 +453,10 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         stage["model"] = args.model
     if args.conf is not None:
         stage["conf_threshold"] = args.conf
+    if args.threads is not None:
+        stage["intra_op_threads"] = args.threads
+    if args.parallel_runs is not None:
+        stage["parallel_runs"] = args.parallel_runs
     if args.tile:
         stage["slicing"] = {
             "tile_wh": [args.tile, args.tile],
@@ -600,6 +604,13 @@ def build_parser() -> argparse.ArgumentParser:
     dt.add_argument("--tile", type=int, help="slice into square tiles of this many pixels")
     dt.add_argument("--overlap", type=float, default=0.2, help="tile overlap ratio (0.2)")
     dt.add_argument("--no-full-frame", action="store_true", help="tiles only, no full pass")
+    dt.add_argument("--threads", type=int, help="ONNX Runtime threads per model run")
+    dt.add_argument(
+        "--parallel-runs",
+        type=int,
+        metavar="N",
+        help="fixed-batch model: run N tiles at once (e.g. --parallel-runs 2 --threads 1)",
+    )
     dt.set_defaults(func=_cmd_detect)
 
     rec = sub.add_parser(

@@ -383,6 +383,10 @@ class DetectStageConfig(StrictModel):
     ``~/.cache/streamer/engines``), ``workspace_mib`` (TensorRT builder),
     ``calibration`` and ``accuracy_gate`` (INT8), ``provider_options`` (ONNX Runtime
     execution-provider options by provider name).
+
+    ``parallel_runs`` (backend ``onnxruntime``): for a model with a fixed batch, how
+    many of its runs one batch (e.g. the tiles of a sliced frame) executes at once,
+    each on ``intra_op_threads`` threads; see README, "Sliced inference".
     """
 
     type: Literal["detect"]
@@ -406,6 +410,7 @@ class DetectStageConfig(StrictModel):
     max_detections: int = Field(300, ge=1, le=10_000)
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"], min_length=1)
     intra_op_threads: int | None = Field(None, ge=1, le=256)
+    parallel_runs: int = Field(1, ge=1, le=64)
     max_batch: int = Field(1, ge=1, le=256)
     max_wait_ms: float = Field(0.0, ge=0.0, le=10_000.0)
     slicing: SlicingConfig | None = None
@@ -431,6 +436,8 @@ class DetectStageConfig(StrictModel):
         else:
             if self.providers != ["CPUExecutionProvider"] or self.provider_options:
                 raise ValueError(f"providers: apply to backend onnxruntime only, not {b}")
+            if self.parallel_runs != 1:
+                raise ValueError(f"parallel_runs: applies to backend onnxruntime only, not {b}")
         if b == "tensorrt" and not self.device.startswith("cuda"):
             raise ValueError("device: backend tensorrt needs device cuda or cuda:N")
         if b == "torch":

@@ -350,7 +350,10 @@ def make_backend(
     """
     if cfg.backend == "onnxruntime":
         return OnnxRuntimeBackend(
-            cfg.model, providers=onnx_providers(cfg), intra_op_threads=cfg.intra_op_threads
+            cfg.model,
+            providers=onnx_providers(cfg),
+            intra_op_threads=cfg.intra_op_threads,
+            parallel_runs=cfg.parallel_runs,
         )
     if cfg.backend == "torch":
         from streamer.detect.torch_backend import TorchBackend

@@ -29,6 +29,8 @@ def _stage(**kw: object) -> DetectStageConfig:
         ({"precision": "fp16"}, "needs backend tensorrt or torch"),
         ({"backend": "torch", "engine_cache_dir": "/x"}, "tensorrt only"),
         ({"backend": "torch", "providers": ["CUDAExecutionProvider"]}, "onnxruntime only"),
+        ({"backend": "torch", "parallel_runs": 2}, "parallel_runs: applies to backend onnx"),
+        ({"parallel_runs": 0}, "greater than or equal to 1"),
         ({"device": "cuda"}, "needs a GPU execution provider"),
         ({"device": "gpu0"}, "String should match pattern"),
         ({"providers": ["CudaExecutionProvider"]}, "unknown ONNX Runtime execution provider"),
