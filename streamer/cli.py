@@ -89,12 +89,8 @@ def run_pipeline(
     from streamer.pipeline.build import build_pipeline
 
     console = console or _stderr()
-    for i, stage_cfg in enumerate(cfg.stages):
-        if isinstance(stage_cfg, PreviewSinkConfig) and cfg.server is None:
-            raise ConfigError(
-                f"stages[{i}]: a 'preview' stage needs a server: add a top-level "
-                "'server:' block or run with --serve PORT"
-            )
+    for problem in _previews_without_server(cfg):
+        raise ConfigError(problem)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.resolved.yaml").write_text(dump_resolved(cfg), encoding="utf-8")
     built = build_pipeline(cfg, run_dir)
@@ -337,10 +333,22 @@ def check_inputs(cfg: PipelineConfig) -> list[str]:
     return found
 
 
+def _previews_without_server(cfg: PipelineConfig) -> list[str]:
+    """One message per ``preview`` stage of a pipeline that has no ``server:``."""
+    return [
+        f"stages[{i}]: a 'preview' stage needs a server: add a top-level 'server:' block "
+        "or run with --serve PORT"
+        for i, stage_cfg in enumerate(cfg.stages)
+        if isinstance(stage_cfg, PreviewSinkConfig) and cfg.server is None
+    ]
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     cfg = load_pipeline(args.pipeline)
     sys.stdout.write(dump_resolved(cfg))
     console = _stderr()
+    for problem in _previews_without_server(cfg):  # valid YAML: `run --serve` completes it
+        console.print(f"[yellow]note[/yellow]: {problem}", soft_wrap=True)
     if not args.config_only:
         for line in check_inputs(cfg):
             console.print(f"  {line}")

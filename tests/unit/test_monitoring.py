@@ -528,6 +528,19 @@ def test_preview_without_a_server_is_a_config_error(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()  # nothing was built or written
 
 
+def test_validate_notes_a_preview_without_a_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = tmp_path / "p.yaml"
+    p.write_text(BASE)
+    assert main(["validate", "--config-only", str(p)]) == 0  # `run --serve PORT` completes it
+    err = capsys.readouterr().err
+    assert "note: stages[1]: a 'preview' stage needs a server" in " ".join(err.split())
+    p.write_text(BASE + "server: {port: 0}\n")
+    assert main(["validate", "--config-only", str(p)]) == 0
+    assert "needs a server" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("port", ["70000", "-1", "http"])
 def test_cli_rejects_a_bad_serve_port(port: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
