@@ -86,7 +86,8 @@ settings for every method, all in one run.
   calls).
 * Overhead: ours (``1 x 2``) / detector-only on the same crops, pass 2 (target <=
   1.10), the median of the per-round ratios.
-* Quality: round 1's detections, scored with
+* Quality: round 1's detections, pooled over all images and per image set (the
+  2 VisDrone images, the 2 SAHI terrain images), scored with
   ``streamer.evaluation.det.evaluate_detections`` (COCO AP at IoU 0.5,
   class-aware, ground truth mapped to COCO-80; "small" = area <= 32² px): AP50 all
   / small and pooled recall all / small. The script also checks whether every
@@ -603,6 +604,11 @@ def score(images: list[Image], methods: list[Method]) -> tuple[dict[str, dict[st
     for m in methods:
         if len(m.dets) == len(images):
             out[m.key] = evaluate_detections(gt, m.dets)
+            for kind in sorted({im.gt_kind for im in images}):  # per image set as well
+                names = [im.name for im in images if im.gt_kind == kind]
+                out[f"{m.key}@{kind}"] = evaluate_detections(
+                    {n: gt[n] for n in names}, {n: m.dets[n] for n in names}
+                )
     objects = sum(len(g) for g in gt.values())
     return out, f"scored with streamer.evaluation.det ({objects} gt boxes incl. ignore boxes)"
 
@@ -813,6 +819,23 @@ def report(
             f"{_fmt(s.get('recall50'), '6.3f')} {_fmt(s.get('recall50_small'), '6.3f')}  "
             f"{m.merge}"
         )
+    print()
+    sets = {"visdrone": "VisDrone val", "coco": "SAHI terrain"}
+    kinds = [k for k in sets if any(im.gt_kind == k for im in images)]
+    print("quality by image set (AP50 all / small, class-aware; round 1)")
+    head = f"{'method':<38}" + "".join(
+        f" | {sets[k] + f' ({sum(im.gt_kind == k for im in images)} img)':>22}" for k in kinds
+    )
+    print(head)
+    print("-" * len(head))
+    for m in methods:
+        cells = []
+        for k in kinds:
+            s_k = scores.get(f"{m.key}@{k}", {})
+            ap = f"{_fmt(s_k.get('AP50'), '6.3f')} / {_fmt(s_k.get('AP50_small'), '6.3f')}"
+            cells.append(f" | {ap:>22}")
+        if any(f"{m.key}@{k}" in scores for k in kinds):
+            print(f"{m.label:<38}" + "".join(cells))
     print()
     print(
         "speed: ms/image, median over rounds (min-max); CPU = process CPU ms/image (all "
