@@ -89,8 +89,9 @@ def run_pipeline(
     from streamer.pipeline.build import build_pipeline
 
     console = console or _stderr()
-    for problem in _previews_without_server(cfg):
-        raise ConfigError(problem)
+    problems = _previews_without_server(cfg)
+    if problems:
+        raise ConfigError(problems[0])
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.resolved.yaml").write_text(dump_resolved(cfg), encoding="utf-8")
     built = build_pipeline(cfg, run_dir)

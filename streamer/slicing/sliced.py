@@ -248,6 +248,9 @@ class SlicedDetector:
         """An ``(n, 3, in_h, in_w) float32`` batch (uninitialised): the first rows of a
         kept buffer when one is free, else a new array. Hand it back with
         :meth:`recycle` once nothing reads it any more."""
+        if n == 0:  # (adaptive slicing may run no tile) keep the kept buffers free
+            in_w, in_h = self._detector.input_wh
+            return np.empty((0, 3, in_h, in_w), np.float32)
         return self._take_buffer(n)[:n]
 
     def recycle(self, batch: npt.NDArray[np.float32]) -> None:
