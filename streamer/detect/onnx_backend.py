@@ -8,7 +8,6 @@ created under a lock.
 
 from __future__ import annotations
 
-import ast
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from streamer.detect.batching import batch_rows, join_runs, resolve_input_hw, split_runs
 from streamer.errors import BackendError
 
 __all__ = ["OnnxRuntimeBackend", "ProviderSpec"]
@@ -25,7 +25,6 @@ __all__ = ["OnnxRuntimeBackend", "ProviderSpec"]
 ProviderSpec = str | tuple[str, dict[str, Any]]
 """An execution provider: its name, or ``(name, options)``."""
 
-_DEFAULT_INPUT_HW = (640, 640)
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -168,32 +167,15 @@ class OnnxRuntimeBackend:
             raise BackendError(
                 f"model {path.name}: input {self.input_name} has {shape[1]} channels, expected 3"
             )
-        h, w = _dim(shape[2]), _dim(shape[3])
-        if h is None or w is None:
-            fallback = input_hw or self._imgsz_from_metadata() or _DEFAULT_INPUT_HW
-            h = h or int(fallback[0])
-            w = w or int(fallback[1])
-        self.input_hw: tuple[int, int] = (h, w)
+        self.input_hw: tuple[int, int] = resolve_input_hw(
+            _dim(shape[2]), _dim(shape[3]), input_hw, self.metadata
+        )
         self._input_dtype = np.float16 if image_input.type == "tensor(float16)" else np.float32
         outputs = session.get_outputs()
         self.output_names: list[str] = [o.name for o in outputs]
         self.output_shapes: list[tuple[int | None, ...]] = [
             tuple(_dim(d) for d in o.shape) for o in outputs
         ]
-
-    def _imgsz_from_metadata(self) -> tuple[int, int] | None:
-        raw = self.metadata.get("imgsz")
-        if not raw:
-            return None
-        try:
-            value = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            return None
-        if isinstance(value, int):
-            return (value, value)
-        if isinstance(value, (list, tuple)) and len(value) == 2:
-            return (int(value[0]), int(value[1]))
-        return None
 
     @property
     def parallel_runs(self) -> int:
@@ -236,27 +218,13 @@ class OnnxRuntimeBackend:
             ValueError: if ``batch`` has the wrong shape.
             BackendError: if ONNX Runtime fails to run the model.
         """
-        if batch.ndim != 4 or batch.shape[1] != 3 or tuple(batch.shape[2:]) != self.input_hw:
-            raise ValueError(
-                f"batch must be (B, 3, {self.input_hw[0]}, {self.input_hw[1]}), "
-                f"got {tuple(batch.shape)}"
-            )
+        n = batch_rows(batch.shape, self.input_hw)
         x = np.ascontiguousarray(batch, dtype=self._input_dtype)
-        n = x.shape[0]
         k = self.fixed_batch
-        if n == 0:
-            raise ValueError("batch is empty")
         if k is None or n == k:
             return self._run_once(x)
-        parts_in: list[np.ndarray] = []
-        for start in range(0, n, k):
-            part = x[start : start + k]
-            if part.shape[0] < k:
-                pad = np.zeros((k - part.shape[0], *part.shape[1:]), dtype=part.dtype)
-                part = np.concatenate([part, pad])
-            parts_in.append(part)
-        chunks = self.map_runs(self._run_once, parts_in)
-        return [np.concatenate(parts)[:n] for parts in zip(*chunks, strict=True)]
+        runs = split_runs(x, k, pad=True)
+        return join_runs(self.map_runs(self._run_once, runs), n)
 
     def map_runs(self, fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
         """Apply ``fn`` to every item, ``parallel_runs`` at a time; results in item order.

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from streamer.detect.batching import batch_rows, join_runs, split_runs
 from streamer.detect.engine_cache import tensorrt_missing_message
 from streamer.errors import BackendError
 from streamer.preprocess.gpu import import_torch, parse_device
@@ -328,28 +329,13 @@ class TensorRTBackend:
         """
         torch = self._torch
         x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.asarray(batch))
-        if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != self.input_hw:
-            raise ValueError(
-                f"batch must be (B, 3, {self.input_hw[0]}, {self.input_hw[1]}), "
-                f"got {tuple(x.shape)}"
-            )
-        n = int(x.shape[0])
-        if n == 0:
-            raise ValueError("batch is empty")
+        n = batch_rows(tuple(x.shape), self.input_hw)
         x = x.to(device=self.device, dtype=self._input_dtype)
         step = self.fixed_batch or self.max_batch
         if n <= step and (self.fixed_batch is None or n == self.fixed_batch):
             return self._run_once(x)
-        chunks = []
-        for start in range(0, n, step):
-            part = x[start : start + step]
-            if self.fixed_batch is not None and part.shape[0] < step:
-                pad = torch.zeros(
-                    (step - part.shape[0], *part.shape[1:]), dtype=x.dtype, device=x.device
-                )
-                part = torch.cat([part, pad])
-            chunks.append(self._run_once(part))
-        return [np.concatenate(parts)[:n] for parts in zip(*chunks, strict=True)]
+        runs = split_runs(x, step, pad=self.fixed_batch is not None)
+        return join_runs([self._run_once(r) for r in runs], n)
 
     def _run_once(self, x: Any) -> list[np.ndarray]:
         torch = self._torch

@@ -19,34 +19,17 @@ interpreter keeps no state between calls).
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from streamer.detect.batching import batch_rows, join_runs, resolve_input_hw, split_runs
 from streamer.detect.onnx_torch import OnnxTorchModule, load_onnx_model
 from streamer.errors import BackendError
 from streamer.preprocess.gpu import import_torch, parse_device
 
 __all__ = ["TorchBackend"]
-
-_DEFAULT_INPUT_HW = (640, 640)
-
-
-def _imgsz(metadata: dict[str, str]) -> tuple[int, int] | None:
-    raw = metadata.get("imgsz")
-    if not raw:
-        return None
-    try:
-        value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        return None
-    if isinstance(value, int):
-        return (value, value)
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return (int(value[0]), int(value[1]))
-    return None
 
 
 class TorchBackend:
@@ -122,12 +105,9 @@ class TorchBackend:
                 f"model {path.name}: input {self.input_name} has {shape[1]} channels, expected 3"
             )
         self.fixed_batch: int | None = shape[0]
-        h, w = shape[2], shape[3]
-        if h is None or w is None:
-            fallback = input_hw or _imgsz(self.metadata) or _DEFAULT_INPUT_HW
-            h = h or int(fallback[0])
-            w = w or int(fallback[1])
-        self.input_hw: tuple[int, int] = (int(h), int(w))
+        self.input_hw: tuple[int, int] = resolve_input_hw(
+            shape[2], shape[3], input_hw, self.metadata
+        )
         self.output_names: list[str] = list(self._module.output_names)
         self.output_shapes: list[tuple[int | None, ...]] = list(self._module.output_shapes)
         self.providers = [f"torch:{self.device}:{precision}"]
@@ -163,28 +143,13 @@ class TorchBackend:
         """
         torch = self._torch
         x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.asarray(batch))
-        if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != self.input_hw:
-            raise ValueError(
-                f"batch must be (B, 3, {self.input_hw[0]}, {self.input_hw[1]}), "
-                f"got {tuple(x.shape)}"
-            )
-        n = int(x.shape[0])
-        if n == 0:
-            raise ValueError("batch is empty")
+        n = batch_rows(tuple(x.shape), self.input_hw)
         x = x.to(self.device)
         k = self.fixed_batch
         if k is None or n == k:
             return [self._host(o) for o in self._module(x)]
-        chunks: list[list[np.ndarray]] = []
-        for start in range(0, n, k):
-            part = x[start : start + k]
-            if part.shape[0] < k:
-                pad = torch.zeros(
-                    (k - part.shape[0], *part.shape[1:]), dtype=x.dtype, device=x.device
-                )
-                part = torch.cat([part, pad])
-            chunks.append([self._host(o) for o in self._module(part)])
-        return [np.concatenate(parts)[:n] for parts in zip(*chunks, strict=True)]
+        runs = split_runs(x, k, pad=True)
+        return join_runs([[self._host(o) for o in self._module(r)] for r in runs], n)
 
     def _host(self, t: Any) -> np.ndarray:
         torch = self._torch
