@@ -27,7 +27,6 @@ import sys
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 
 from streamer.data import data_path
@@ -36,15 +35,8 @@ from streamer.errors import StreamerError
 from streamer.preprocess.gpu import TorchLetterbox, import_torch
 from streamer.preprocess.letterbox import compute_letterbox, letterbox_to_tensor
 
-
-def decode_frames(path: Path, limit: int) -> list[np.ndarray]:
-    frames: list[np.ndarray] = []
-    with av.open(str(path)) as container:
-        for vf in container.decode(video=0):
-            frames.append(vf.to_ndarray(format="bgr24"))
-            if len(frames) >= limit:
-                break
-    return frames
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_pipeline import decode_frames  # the same clip decode as the pipeline benchmark
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -494,7 +494,12 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _port(text: str) -> int:
+def port_number(text: str) -> int:
+    """argparse type of a TCP port: an int in [0, 65535] (0: any free port).
+
+    Raises:
+        argparse.ArgumentTypeError: if ``text`` is not such a number.
+    """
     try:
         port = int(text)
     except ValueError:
@@ -555,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-frames", type=int, metavar="N", help="stop each source after N frames")
     run.add_argument(
         "--serve",
-        type=_port,
+        type=port_number,
         metavar="PORT",
         help="serve /metrics, /healthz and the live preview (/) on PORT (0: any free port; "
         "host 127.0.0.1 unless the YAML's server: block says otherwise)",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +88,13 @@ def substitute(
     return _SUBST.sub(repl, value)
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``over``, nested mappings merged key by key (a new dict;
+    neither input changes). Used for presets under a stage and fleet overrides."""
     out = dict(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
         else:
             out[k] = v
     return out
@@ -153,7 +156,7 @@ def apply_presets(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise ConfigError(f"{loc}: preset file {preset_path} must hold a mapping")
         data = substitute(data, ("stages", i))
-        merged.append(_deep_merge(data, st))
+        merged.append(deep_merge(data, st))
     return {**raw, "stages": merged}
 
 

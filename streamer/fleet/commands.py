@@ -313,16 +313,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number in [0, 65535], got {text!r}")
-    return port
-
-
 def _positive_int(text: str) -> int:
     try:
         n = int(text)
@@ -335,6 +325,8 @@ def _positive_int(text: str) -> int:
 
 def add_fleet_parser(sub: Any) -> None:
     """Add ``fleet`` and its subcommands to the ``streamer`` parser's subparsers."""
+    from streamer.cli import port_number
+
     fleet = sub.add_parser(
         "fleet", help="run many cameras on a Ray cluster (run | status | add | remove | validate)"
     )
@@ -354,7 +346,7 @@ def add_fleet_parser(sub: Any) -> None:
         help="ray (default) or local: every camera in a thread of this process, no Ray",
     )
     run.add_argument("-o", "--output", help="run directory (default: the YAML's output_dir)")
-    run.add_argument("--api-port", type=_port, metavar="PORT", help="control API port")
+    run.add_argument("--api-port", type=port_number, metavar="PORT", help="control API port")
     run.add_argument(
         "--max-frames", type=_positive_int, metavar="N", help="stop each camera after N frames"
     )

@@ -20,6 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from streamer.config.loader import (
     _read_yaml,
+    deep_merge,
     hide_secrets,
     load_pipeline,
     substitute,
@@ -147,16 +148,6 @@ def is_live(source: Any) -> bool:
     return isinstance(source, ReplaySourceConfig) and source.clock == "realtime"
 
 
-def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
 def _camera_locations(cfg: FleetConfig) -> Iterator[tuple[tuple[Any, ...], CameraConfig, Any]]:
     """``(YAML path of the camera, camera, group or None)`` in fleet order."""
     for i, cam in enumerate(cfg.cameras):
@@ -255,9 +246,9 @@ class FleetResolver:
         original = base_cfg.sources[0]
         override: dict[str, Any] = {}
         if group is not None and group.source:
-            override = _deep_merge(override, group.source)
+            override = deep_merge(override, group.source)
         if cam.source:
-            override = _deep_merge(override, cam.source)
+            override = deep_merge(override, cam.source)
         if "id" in override and override["id"] != cam.id:
             raise ConfigError(
                 f"{where}.source.id: the source id is the camera id ({cam.id!r}); "
@@ -271,7 +262,7 @@ class FleetResolver:
         if "type" in override and override["type"] != original.type:
             merged = dict(override)
         else:
-            merged = _deep_merge(original.model_dump(), override)
+            merged = deep_merge(original.model_dump(), override)
         merged["id"] = cam.id
         if max_frames is not None:
             merged["max_frames"] = max_frames
