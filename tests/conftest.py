@@ -5,9 +5,11 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from streamer.config.schema import PipelineConfig
 from streamer.data import data_path
 
 
@@ -17,6 +19,36 @@ def require_data(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared test data not found: {path} (set STREAMER_DATA)")
     return path
+
+
+def yolox_people_pipeline(
+    name: str,
+    sources: list[dict[str, Any]],
+    output_dir: Path,
+    sinks: list[dict[str, Any]],
+    detect: dict[str, Any] | None = None,
+    **top_level: Any,
+) -> PipelineConfig:
+    """A validated ``PipelineConfig``: YOLOX-nano people (conf 0.3, 2 threads) ->
+    ByteTrack -> ``sinks``, on ``sources``; ``detect`` overrides detect-stage fields,
+    ``top_level`` adds top-level blocks (``server=...``). Skips without the model."""
+    stage = {
+        "type": "detect",
+        "model": str(require_data("models/yolox_nano.onnx")),
+        "conf_threshold": 0.3,
+        "classes": [0],
+        "intra_op_threads": 2,
+        **(detect or {}),
+    }
+    return PipelineConfig.model_validate(
+        {
+            "name": name,
+            "sources": sources,
+            "stages": [stage, {"type": "track", "tracker": {"type": "bytetrack"}}, *sinks],
+            "output_dir": str(output_dir),
+            **top_level,
+        }
+    )
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 import yaml
 from chromium import HeadlessChromium, require_chromium
-from conftest import require_data, restore_sigint
+from conftest import require_data, restore_sigint, yolox_people_pipeline
 from prometheus_client.parser import text_string_to_metric_families
 from rtsp_server import RtspServer, free_port, require_rtsp_server
 
@@ -162,24 +162,13 @@ class Background:
 
 
 def _config(sources: list[dict[str, Any]], tmp_path: Path, **server: Any) -> PipelineConfig:
-    return PipelineConfig.model_validate(
-        {
-            "name": "monitor_test",
-            "sources": sources,
-            "stages": [
-                {
-                    "type": "detect",
-                    "model": str(require_data(YOLOX)),
-                    "conf_threshold": 0.3,
-                    "classes": [0],
-                    "intra_op_threads": 2,
-                },
-                {"type": "track", "tracker": {"type": "bytetrack"}},
-                {"type": "preview", "max_fps": 10, "jpeg_quality": 80},
-            ],
-            "server": {"host": "127.0.0.1", "port": 0, **server},
-            "output_dir": str(tmp_path),
-        }
+    sinks = [{"type": "preview", "max_fps": 10, "jpeg_quality": 80}]
+    return yolox_people_pipeline(
+        "monitor_test",
+        sources,
+        tmp_path,
+        sinks,
+        server={"host": "127.0.0.1", "port": 0, **server},
     )
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require_data
+from conftest import require_data, yolox_people_pipeline
 from rtsp_server import RtspServer, require_rtsp_server
 
 from streamer.cli import main as streamer_main
@@ -50,24 +50,8 @@ def _server_available() -> None:
 
 
 def _config(source: dict[str, Any], out: Path) -> PipelineConfig:
-    return PipelineConfig.model_validate(
-        {
-            "name": "replay_test",
-            "sources": [source],
-            "stages": [
-                {
-                    "type": "detect",
-                    "model": str(require_data("models/yolox_nano.onnx")),
-                    "conf_threshold": 0.3,
-                    "classes": [0],
-                    "intra_op_threads": 2,
-                },
-                {"type": "track", "tracker": {"type": "bytetrack"}},
-                {"type": "jsonl", "path": "tracks.jsonl"},
-            ],
-            "output_dir": str(out),
-        }
-    )
+    sinks = [{"type": "jsonl", "path": "tracks.jsonl"}]
+    return yolox_people_pipeline("replay_test", [source], out, sinks)
 
 
 def _replay(clip: Path, out: Path, **options: Any) -> tuple[bytes, RunResult, dict[str, int]]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from conftest import require_data
+from conftest import require_data, yolox_people_pipeline
 from rtsp_server import RtspServer, require_rtsp_server
 
 from streamer.config.loader import dump_resolved, load_pipeline
@@ -38,25 +38,8 @@ def _server_available() -> None:
 
 
 def _config(sources: list[dict[str, Any]], tmp_path: Path, **detect: Any) -> PipelineConfig:
-    return PipelineConfig.model_validate(
-        {
-            "name": "rtsp_test",
-            "sources": sources,
-            "stages": [
-                {
-                    "type": "detect",
-                    "model": str(require_data("models/yolox_nano.onnx")),
-                    "conf_threshold": 0.3,
-                    "classes": [0],
-                    "intra_op_threads": 2,
-                    **detect,
-                },
-                {"type": "track", "tracker": {"type": "bytetrack"}},
-                {"type": "jsonl", "path": "{source_id}.jsonl"},
-            ],
-            "output_dir": str(tmp_path),
-        }
-    )
+    sinks = [{"type": "jsonl", "path": "{source_id}.jsonl"}]
+    return yolox_people_pipeline("rtsp_test", sources, tmp_path, sinks, detect)
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
