@@ -640,6 +640,12 @@ def _attr_value(attr: Any) -> Any:
 
 
 def load_onnx_model(path: Path) -> Any:
+    """Read an ONNX file into an ``onnx.ModelProto`` (weights included).
+
+    Raises:
+        BackendError: the ``onnx`` package is missing (the message says what to
+            install), the file does not exist, or it is not a readable ONNX model.
+    """
     try:
         import onnx
     except ImportError as exc:
