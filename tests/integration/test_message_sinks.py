@@ -154,18 +154,19 @@ def test_zmq_push_pull_receives_every_message_in_order(zctx: Any, fmt: str) -> N
 
 def test_zmq_push_without_consumer_waits_once_then_recovers(zctx: Any) -> None:
     """A dead consumer costs one send_timeout_ms, not one per frame; then it resumes."""
-    sink = ZmqSink("tcp://127.0.0.1:*", mode="push", send_timeout_ms=200, send_hwm=50)
+    sink = ZmqSink("tcp://127.0.0.1:*", mode="push", send_timeout_ms=500, send_hwm=50)
     sink.open(info(), CLASS_NAMES)
     t0 = time.perf_counter()
     sink.write(make_packet(0))
     first_s = time.perf_counter() - t0
-    assert 0.15 <= first_s < 1.0, first_s
+    assert 0.4 <= first_s < 1.5, first_s
     longest_s = 0.0
     for i in range(1, 101):
         t0 = time.perf_counter()
         sink.write(make_packet(i))
         longest_s = max(longest_s, time.perf_counter() - t0)
-    assert longest_s < 0.1, longest_s  # no more waiting while the consumer is gone
+    # No more waiting while the consumer is gone (waiting would cost 0.5 s a frame).
+    assert longest_s < 0.3, longest_s
     stats = sink.stats()
     assert (stats["written"], stats["sent"], stats["dropped_timeout"]) == (101, 0, 101)
 
@@ -512,7 +513,7 @@ def test_mqtt_broker_killed_mid_run_close_is_bounded_and_reports(
         t0 = time.perf_counter()
         sink.write(make_packet(i))
         longest_s = max(longest_s, time.perf_counter() - t0)
-    assert longest_s < 0.1, longest_s
+    assert longest_s < 0.5, longest_s  # never waits for the dead broker (seconds)
     t0 = time.perf_counter()
     sink.close()
     close_s = time.perf_counter() - t0
